@@ -1,0 +1,2 @@
+//! loom models of every atomic protocol. Run with `make loom`.
+#![cfg(valve_loom)]
