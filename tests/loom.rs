@@ -1,2 +1,6 @@
-//! loom models of every atomic protocol. Run with `make loom`.
+//! loom models of every atomic protocol, one module per control. Run with `make loom`
+//! (`RUSTFLAGS="--cfg valve_loom"`, `LOOM_MAX_PREEMPTIONS=2`).
 #![cfg(valve_loom)]
+
+#[path = "loom_models/limiter.rs"]
+mod limiter;

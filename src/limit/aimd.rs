@@ -78,7 +78,14 @@ impl Default for AimdConfig {
     }
 }
 
-/// An AIMD limit. See the [module documentation](self) for the rule.
+/// An AIMD limit: per window, back off on a drop or a mean RTT above the timeout, grow while
+/// the limit is used.
+///
+/// ```text
+/// if did_drop or rtt > timeout:                      L = trunc(L * backoff_ratio)
+/// elif max_in_flight >= L * utilisation_threshold:   L = L + increase_step
+/// L = min(max, max(min, L))
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Aimd {
     config: AimdConfig,
