@@ -52,4 +52,7 @@ pub use error::ConfigError;
 pub use limit::{
     Aimd, AimdConfig, Fixed, LimitAlgorithm, LimitBounds, MAX_LIMIT, WindowConfig, WindowSample,
 };
-pub use limiter::{Limiter, LimiterSnapshot, Outcome, Permit, Rejected};
+pub use limiter::{
+    Acquire, AcquireError, Limiter, LimiterSnapshot, Outcome, Permit, QueueConfig, QueueOrdering,
+    Rejected,
+};

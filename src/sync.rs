@@ -67,3 +67,54 @@ pub(crate) fn spin_hint() {
     #[cfg(valve_loom)]
     loom::thread::yield_now();
 }
+
+/// The waiter queue's lock: parking_lot's mutex (loom's under `valve_loom`). Only the waiting
+/// slow path takes it; admission and release never do unless someone is queued.
+pub(crate) struct QueueLock<T> {
+    inner: Mutex<T>,
+}
+
+impl<T> QueueLock<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Self { inner: Mutex::new(value) }
+    }
+
+    #[inline]
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        #[cfg(not(valve_loom))]
+        {
+            self.inner.lock()
+        }
+        #[cfg(valve_loom)]
+        {
+            self.inner.lock().unwrap()
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for QueueLock<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QueueLock")
+    }
+}
+
+/// Thread parking for blocking waiters: std's futex-backed park (loom's under `valve_loom`,
+/// where a timed park is an untimed one and time never passes on its own).
+pub(crate) mod park {
+    #[cfg(valve_loom)]
+    pub(crate) use loom::thread::{Thread, current};
+    #[cfg(not(valve_loom))]
+    pub(crate) use std::thread::{Thread, current};
+
+    /// Sleeps until unparked, `timeout` passes, or spuriously; callers re-check their state.
+    #[inline]
+    pub(crate) fn park_for(timeout: std::time::Duration) {
+        #[cfg(not(valve_loom))]
+        std::thread::park_timeout(timeout);
+        #[cfg(valve_loom)]
+        {
+            let _ = timeout;
+            loom::thread::park();
+        }
+    }
+}

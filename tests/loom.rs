@@ -4,3 +4,6 @@
 
 #[path = "loom_models/limiter.rs"]
 mod limiter;
+
+#[path = "loom_models/wait.rs"]
+mod wait;

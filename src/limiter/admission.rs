@@ -1,4 +1,5 @@
-//! The admission word: in-flight and the limit in one atomic, so admission is one CAS.
+//! The admission word: in-flight, the limit and a waiters flag in one atomic, so admission is
+//! one CAS and a release learns whether anyone waits from its own `fetch_sub`.
 //!
 //! Contains the overshoot bug of the references (Envoy's racy check-then-increment, Netflix's
 //! partitioned limiter): because the limit in force and the in-flight count change together,
@@ -13,21 +14,29 @@ use crate::sync::{AtomicU64, Ordering};
 /// | bits   | field       |
 /// |--------|-------------|
 /// | 0..32  | `in_flight` |
-/// | 32..64 | `limit`     |
+/// | 32..63 | `limit`     |
+/// | 63     | `WAITERS`: someone is queued for a slot (see `wait.rs`) |
 ///
-/// Invariant: an admission moves `in_flight` from `n` to `n + 1` only when `n < limit` in the
-/// same word, so `in_flight <= limit` holds right after every admission. Lowering `limit` may
-/// leave `in_flight > limit`; running work is never revoked, admissions simply stop until enough
-/// of it completes. `limit <= MAX_LIMIT` (2^30) and every in-flight call was admitted under some
-/// limit, so `in_flight` never carries into `limit`.
+/// Invariants:
+/// - An admission moves `in_flight` from `n` to `n + 1` only when `n < limit` in the same word,
+///   so `in_flight <= limit` right after every admission. Lowering `limit` may leave
+///   `in_flight > limit`; running work is never revoked, admissions stop until enough of it
+///   completes. `limit <= MAX_LIMIT` (2^30) and every in-flight call was admitted under some
+///   limit, so `in_flight` never carries into `limit`.
+/// - `WAITERS` is set only by a waiter whose CAS found no free slot, and cleared only when the
+///   queue is empty, both under the queue lock. A release's `fetch_sub` returns the flag as it
+///   was at that release: a waiter that queued earlier is seen, and one that queues later saw the
+///   freed slot in its own CAS and took it instead of queueing. No wakeup can fall in between.
 const IN_FLIGHT_MASK: u64 = u32::MAX as u64;
 const LIMIT_SHIFT: u32 = 32;
+const LIMIT_MASK: u64 = (1 << 31) - 1;
+const WAITERS: u64 = 1 << 63;
 
-/// In-flight count and limit, packed. See the table above.
+/// In-flight count, limit and waiters flag, packed. See the table above.
 ///
-/// Memory ordering: a successful acquire is `AcqRel` and a release is `Release`, so everything a
-/// caller did before releasing a permit happens-before the acquire that takes its slot (the
-/// semaphore contract of `tokio::sync::Semaphore`); a failed acquire is an `Acquire` load.
+/// Memory ordering: a successful acquire is `AcqRel` and a release is `Release`, so everything a caller did before releasing a
+/// permit happens-before the acquire that takes its slot (the semaphore contract of
+/// `tokio::sync::Semaphore`); a failed acquire is an `Acquire` load.
 #[derive(Debug)]
 pub(crate) struct Admission {
     word: CachePadded<AtomicU64>,
@@ -66,19 +75,56 @@ impl Admission {
         }
     }
 
-    /// Returns one slot. The caller must hold one (a permit).
-    #[inline]
-    pub(crate) fn release(&self) {
-        self.word.fetch_sub(1, Ordering::Release);
+    /// For a waiter, under the queue lock: takes a slot if one is free, else sets `WAITERS`
+    /// in the same CAS (so no release can slip between the check and the flag).
+    pub(crate) fn try_acquire_or_flag_waiting(&self) -> Result<u32, Full> {
+        let mut word = self.word.load(Ordering::Acquire);
+        loop {
+            let (in_flight, limit) = unpack(word);
+            let (next, result) = if in_flight < limit {
+                (word + 1, Ok(in_flight + 1))
+            } else {
+                (word | WAITERS, Err(Full { limit, in_flight }))
+            };
+            if next == word {
+                return result;
+            }
+            match self.word.compare_exchange_weak(word, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return result,
+                Err(seen) => word = seen,
+            }
+        }
     }
 
-    /// Replaces the limit, keeping in-flight; returns the previous limit.
-    pub(crate) fn set_limit(&self, limit: u32) -> u32 {
-        let replace = |word: u64| Some((word & IN_FLIGHT_MASK) | (u64::from(limit) << LIMIT_SHIFT));
+    /// Clears `WAITERS`. Only under the queue lock, once the queue is empty.
+    pub(crate) fn clear_waiting(&self) {
+        self.word.fetch_and(!WAITERS, Ordering::Relaxed);
+    }
+
+    /// Returns one slot (the caller must hold one); returns whether anyone was waiting.
+    #[inline]
+    pub(crate) fn release(&self) -> bool {
+        // Release publishes the caller's work to the next acquirer. Reading the flag needs no
+        // acquire: a hand-off then takes the queue lock, which orders everything it reads.
+        self.word.fetch_sub(1, Ordering::Release) & WAITERS != 0
+    }
+
+    /// Whether anyone is queued.
+    #[inline]
+    pub(crate) fn has_waiters(&self) -> bool {
+        self.word.load(Ordering::Acquire) & WAITERS != 0
+    }
+
+    /// Replaces the limit, keeping in-flight and the waiters flag; returns the previous limit
+    /// and whether anyone was waiting.
+    pub(crate) fn set_limit(&self, limit: u32) -> (u32, bool) {
+        let replace = |word: u64| {
+            Some((word & (IN_FLIGHT_MASK | WAITERS)) | (u64::from(limit) << LIMIT_SHIFT))
+        };
         let previous = match self.word.fetch_update(Ordering::AcqRel, Ordering::Acquire, replace) {
             Ok(word) | Err(word) => word,
         };
-        unpack(previous).1
+        (unpack(previous).1, previous & WAITERS != 0)
     }
 
     /// `(in_flight, limit)`, read together.
@@ -90,7 +136,7 @@ impl Admission {
 
 #[inline]
 fn unpack(word: u64) -> (u32, u32) {
-    ((word & IN_FLIGHT_MASK) as u32, (word >> LIMIT_SHIFT) as u32)
+    ((word & IN_FLIGHT_MASK) as u32, ((word >> LIMIT_SHIFT) & LIMIT_MASK) as u32)
 }
 
 #[cfg(all(test, not(valve_loom)))]
@@ -103,13 +149,29 @@ mod tests {
         assert_eq!(a.try_acquire().unwrap(), 1);
         assert_eq!(a.try_acquire().unwrap(), 2);
         assert!(a.try_acquire().is_err());
-        assert_eq!(a.set_limit(1), 2);
+        assert_eq!(a.set_limit(1), (2, false));
         assert_eq!(a.load(), (2, 1));
-        a.release();
+        assert!(!a.release());
         assert!(a.try_acquire().is_err(), "1 in flight at limit 1");
         a.release();
         assert_eq!(a.try_acquire().unwrap(), 1);
-        assert_eq!(a.set_limit(5), 1);
+        assert_eq!(a.set_limit(5), (1, false));
         assert_eq!(a.load(), (1, 5));
+    }
+
+    #[test]
+    fn the_waiters_flag_rides_along_without_touching_the_counts() {
+        let a = Admission::new(1);
+        assert_eq!(a.try_acquire_or_flag_waiting().unwrap(), 1);
+        assert!(a.try_acquire_or_flag_waiting().is_err());
+        assert!(a.has_waiters());
+        assert_eq!(a.load(), (1, 1));
+        assert!(a.try_acquire().is_err());
+        assert_eq!(a.set_limit(crate::limit::MAX_LIMIT), (1, true));
+        assert_eq!(a.load(), (1, crate::limit::MAX_LIMIT));
+        assert!(a.release(), "the release sees the waiter");
+        a.clear_waiting();
+        assert!(!a.has_waiters());
+        assert_eq!(a.load(), (0, crate::limit::MAX_LIMIT));
     }
 }

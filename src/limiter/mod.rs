@@ -8,29 +8,39 @@
 //! |---|---|
 //! | `admission.rs` | the packed in-flight/limit word; admission is one CAS |
 //! | `permit.rs` | [`Permit`] and [`Outcome`] |
+//! | `wait.rs` | the bounded waiter queue behind blocking and async acquire; hand-off |
+//! | `future.rs` | [`Acquire`], the async acquire future |
 //! | this file | [`Limiter`], [`Rejected`], [`LimiterSnapshot`] |
 
 mod admission;
+mod future;
 mod permit;
+mod wait;
 
 use std::fmt;
+use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
+pub use future::Acquire;
 pub use permit::{Outcome, Permit};
+pub use wait::{AcquireError, QueueConfig, QueueOrdering};
 
-use crate::clock::{Clock, MonotonicClock, Nanos};
+use crate::clock::{Clock, MonotonicClock, Nanos, duration_to_nanos};
 use crate::error::ConfigError;
 use crate::limit::window::Window;
 use crate::limit::{LimitAlgorithm, LimitBounds, WindowSample};
 use crate::sync::{AtomicU64, Ordering};
 use admission::Admission;
+use wait::WaitQueue;
 
 /// An adaptive concurrency limiter.
 ///
 /// `try_acquire` admits a call if in-flight is below the current limit, in one CAS, and never
 /// waits; the [`Permit`] it returns reports the call's outcome, which feeds the limit algorithm
-/// through its window. Every method takes `&self` and is safe from any thread; share a limiter
+/// through its window. `acquire_timeout` (blocking) and `acquire` (async) wait in a bounded
+/// queue instead ([`QueueConfig`]); `try_acquire` never queues and may take a free slot ahead
+/// of queued waiters. Every method takes `&self` and is safe from any thread; share a limiter
 /// with `Arc` or a `static`.
 ///
 /// Guarantees: in-flight never exceeds the limit in force at admission; lowering the limit
@@ -61,8 +71,10 @@ use admission::Admission;
 pub struct Limiter<A: LimitAlgorithm, C: Clock = MonotonicClock> {
     admission: Admission,
     window: Window<A>,
+    queue: WaitQueue,
     rejected: CachePadded<AtomicU64>,
     ignored: AtomicU64,
+    timed_out: AtomicU64,
     bounds: LimitBounds,
     clock: C,
 }
@@ -98,8 +110,12 @@ pub struct LimiterSnapshot {
     pub in_flight: u32,
     /// Calls ever admitted.
     pub admitted: u64,
-    /// Calls ever refused.
+    /// Calls ever refused (by `try_acquire`, or by the waiter queue).
     pub rejected: u64,
+    /// Waiting acquires whose deadline passed first.
+    pub timed_out: u64,
+    /// Waiters queued now.
+    pub queued: u32,
     /// Calls reported as success.
     pub success: u64,
     /// Calls reported as dropped.
@@ -125,6 +141,12 @@ impl<A: LimitAlgorithm, C: Clock> Limiter<A, C> {
     /// Fails if the algorithm reports invalid bounds, an initial limit outside them, or an
     /// invalid window (a user-written algorithm can).
     pub fn with_clock(algorithm: A, clock: C) -> Result<Self, ConfigError> {
+        Self::with_queue(algorithm, clock, QueueConfig::default())
+    }
+
+    /// A limiter with a configured waiter queue (see [`QueueConfig`]).
+    pub fn with_queue(algorithm: A, clock: C, queue: QueueConfig) -> Result<Self, ConfigError> {
+        queue.validate()?;
         let bounds = algorithm.bounds();
         let bounds = LimitBounds::new(bounds.min, bounds.max)?;
         let initial = algorithm.initial_limit();
@@ -134,8 +156,10 @@ impl<A: LimitAlgorithm, C: Clock> Limiter<A, C> {
         Ok(Self {
             admission: Admission::new(initial),
             window: Window::new(algorithm, window),
+            queue: WaitQueue::new(queue),
             rejected: CachePadded::new(AtomicU64::new(0)),
             ignored: AtomicU64::new(0),
+            timed_out: AtomicU64::new(0),
             bounds,
             clock,
         })
@@ -167,10 +191,59 @@ impl<A: LimitAlgorithm, C: Clock> Limiter<A, C> {
         Rejected { limit, in_flight }
     }
 
+    /// Waits up to `timeout` for a slot, blocking the thread; see [`QueueConfig`] for the
+    /// queue's rules. Queued time is not part of the permit's RTT.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Permit<'_, A, C>, AcquireError> {
+        let now = self.clock.now();
+        self.acquire_until(now.saturating_add(duration_to_nanos(timeout)))
+    }
+
+    /// Waits until the clock reads `deadline` for a slot, blocking the thread.
+    pub fn acquire_until(&self, deadline: Nanos) -> Result<Permit<'_, A, C>, AcquireError> {
+        let now = self.clock.now();
+        if !self.admission.has_waiters()
+            && let Ok(in_flight) = self.admission.try_acquire()
+        {
+            return Ok(Permit::new(self, now, in_flight));
+        }
+        if now >= deadline {
+            return Err(self.time_out());
+        }
+        match self.queue.wait_blocking(&self.admission, deadline, || self.clock.now()) {
+            Ok((in_flight, start)) => Ok(Permit::new(self, start, in_flight)),
+            Err(AcquireError::Rejected(rejected)) => Err(self.reject_waiter(rejected)),
+            Err(AcquireError::TimedOut) => Err(self.time_out()),
+        }
+    }
+
+    /// Waits for a slot without a deadline, asynchronously; see [`Acquire`].
+    pub fn acquire(&self) -> Acquire<'_, A, C> {
+        Acquire::new(self, Nanos::MAX)
+    }
+
+    /// Waits until the clock reads `deadline` for a slot, asynchronously; see [`Acquire`].
+    pub fn acquire_with_deadline(&self, deadline: Nanos) -> Acquire<'_, A, C> {
+        Acquire::new(self, deadline)
+    }
+
+    #[cold]
+    fn reject_waiter(&self, rejected: Rejected) -> AcquireError {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        AcquireError::Rejected(rejected)
+    }
+
+    #[cold]
+    fn time_out(&self) -> AcquireError {
+        self.timed_out.fetch_add(1, Ordering::Relaxed);
+        AcquireError::TimedOut
+    }
+
     /// Returns a permit's slot and reports its outcome: the permit-free core of [`Permit`].
     #[inline]
     pub(crate) fn release_at(&self, start: Nanos, in_flight: u32, outcome: Outcome, now: Nanos) {
-        self.admission.release();
+        if self.admission.release() {
+            self.queue.grant(&self.admission, now);
+        }
         match outcome {
             Outcome::Ignored => {
                 self.ignored.fetch_add(1, Ordering::Relaxed);
@@ -191,7 +264,10 @@ impl<A: LimitAlgorithm, C: Clock> Limiter<A, C> {
         let (_, limit) = self.admission.load();
         let next = self.bounds.clamp(algorithm.update(sample, limit));
         if next != limit {
-            self.admission.set_limit(next);
+            let (_, waiters) = self.admission.set_limit(next);
+            if next > limit && waiters {
+                self.queue.grant(&self.admission, sample.now);
+            }
         }
     }
 
@@ -212,7 +288,10 @@ impl<A: LimitAlgorithm, C: Clock> Limiter<A, C> {
     /// update from this value.
     pub fn set_limit(&self, limit: u32) -> u32 {
         let limit = self.bounds.clamp(limit);
-        self.admission.set_limit(limit);
+        let (previous, waiters) = self.admission.set_limit(limit);
+        if limit > previous && waiters {
+            self.queue.grant(&self.admission, self.clock.now());
+        }
         limit
     }
 
@@ -233,6 +312,8 @@ impl<A: LimitAlgorithm, C: Clock> Limiter<A, C> {
             in_flight,
             admitted: success + totals.dropped + ignored + u64::from(in_flight),
             rejected,
+            timed_out: self.timed_out.load(Ordering::Relaxed),
+            queued: self.queue.queued(),
             success,
             dropped: totals.dropped,
             ignored,
