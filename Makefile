@@ -2,9 +2,9 @@
 CARGO ?= cargo
 LOOM_TARGET_DIR ?= target/loom
 
-.PHONY: test lint unit loom docs
+.PHONY: test lint unit loom docs fuzz
 
-test: lint unit loom docs
+test: lint unit loom docs fuzz
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -21,3 +21,7 @@ loom:
 
 docs:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
+
+# Every fuzz target, built and run briefly (FUZZ_SECONDS each, default 20).
+fuzz:
+	fuzz/smoke.sh
