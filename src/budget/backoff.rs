@@ -187,6 +187,11 @@ impl BackoffConfig {
 /// (truncated to the nanosecond) and saturates at `max`, so it never overflows however many
 /// retries are asked for.
 ///
+/// # Memory ordering
+///
+/// None: a backoff belongs to one call's retry loop and changes only through `&mut self`, so
+/// it has no atomics and needs no synchronisation; give each call its own.
+///
 /// # Example
 ///
 /// ```

@@ -310,7 +310,7 @@ impl TokenQuota {
             let balance = (word & BALANCE_MASK) as u32;
             let (left, granted) = self.debit(balance, cost);
             let next = if granted {
-                (word + (1 << ALLOWED_SHIFT)) & !BALANCE_MASK | u64::from(left)
+                word.wrapping_add(1 << ALLOWED_SHIFT) & !BALANCE_MASK | u64::from(left)
             } else {
                 word & !BALANCE_MASK | u64::from(left)
             };
@@ -574,6 +574,14 @@ mod tests {
         assert!(quota.may_hedge().is_err());
         quota.on_success(Some(partial));
         assert_eq!(quota.balance(), 5, "refunds what it actually took");
+    }
+
+    #[test]
+    fn the_allowed_count_wraps_without_touching_the_balance() {
+        let quota = TokenQuota::aws_standard_legacy();
+        quota.word.store(u64::from(u32::MAX) << ALLOWED_SHIFT | 500, Ordering::Relaxed);
+        assert_eq!(quota.try_retry(CostClass::Transient).unwrap().tokens, 5);
+        assert_eq!((quota.snapshot().allowed, quota.balance()), (0, 495));
     }
 
     #[test]

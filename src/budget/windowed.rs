@@ -209,8 +209,10 @@ impl<C: Clock> WindowedBudget<C> {
         }
         self.expire_due(now);
         if self.deposit != 0 {
-            self.add_to_current(self.deposit);
+            // Balance first: until the slice add lands, a racing rotation cannot expire this
+            // deposit, so no reader sees it half applied as a negative swing.
             self.balance.fetch_add(self.deposit, Ordering::Relaxed);
+            self.add_to_current(self.deposit);
         }
     }
 
