@@ -14,6 +14,12 @@
 //! once, clears the slices skipped while idle (at most all ten: bounded work however long the
 //! idle time), and re-anchors the window at its own `now`. The rotation is claimed by one CAS on
 //! the generation word; every other thread carries on.
+//!
+//! Deposits and withdrawals touch only the balance word, one RMW each. The open slice is never
+//! stored: it is the balance minus `mark`, the sum of the closed live slices. The rotation's
+//! winner closes it and expires old slices with one CAS on the balance, so every deposit and
+//! withdrawal falls on exactly one side of the slice boundary and nothing is lost or counted
+//! twice.
 
 use std::time::Duration;
 
@@ -34,14 +40,14 @@ const SLICES: usize = 10;
 /// | bits  | field        | meaning |
 /// |-------|--------------|---------|
 /// | 0..4  | `current`    | the slice deposits and withdrawals go to (0..10) |
-/// | 4     | `rotating`   | a thread has claimed the rotation and is clearing slices |
+/// | 4     | `rotating`   | a thread has claimed the rotation and is moving slices |
 /// | 5..64 | `generation` | rotations completed |
 ///
-/// Invariant: only the thread whose CAS set `rotating` writes `anchor`, clears slices and moves
-/// `current`, and it publishes all three by storing the word with `rotating` clear and
-/// `generation + 1`; so at most one rotation runs at a time and each starts from the anchor
-/// and `current` its predecessor left. The slices it clears are never `current` (except when an
-/// idle ttl clears all ten), so concurrent deposits land in a live slice.
+/// Invariant: only the thread whose CAS set `rotating` writes `anchor`, `mark` and the closed
+/// slices and moves `current`, and it publishes them all by storing the word with `rotating`
+/// clear and `generation + 1`; so at most one rotation runs at a time and each starts from the
+/// state its predecessor left. Outside a rotation, `balance == mark + open slice` and `mark` is
+/// the sum of the closed slices other than `current` (slot `current` is stale until reused).
 const CURRENT_MASK: u64 = 0b1111;
 const ROTATING: u64 = 1 << 4;
 const GENERATION_ONE: u64 = 1 << 5;
@@ -105,21 +111,23 @@ impl Default for WindowedConfig {
 ///
 /// # Memory ordering
 ///
-/// Deposits, withdrawals and slice updates are `Relaxed`: each is an add to a counter, the
-/// withdrawal's bound is decided inside one CAS on the balance, and adds commute, so when the
-/// budget is quiescent the balance equals the reserve plus the live slices exactly. The rotation
-/// word is an acquire/release pair, so each rotation starts from the anchor and slice its
-/// predecessor published. A deposit racing a rotation may land in the slice that was current
-/// when it looked (Finagle credits it the same way); it is never lost.
+/// Deposits and withdrawals are `Relaxed` RMWs on the balance word: it guards no other memory,
+/// the withdrawal's bound is decided inside its CAS, and the rotation moves expired amounts out
+/// with a CAS on the same word, so the modification order of that one atomic is the whole
+/// history. The rotation word is an acquire/release pair, so each rotation starts from the
+/// anchor, `mark` and slices its predecessor published.
 #[derive(Debug)]
 pub struct WindowedBudget<C: Clock = MonotonicClock> {
     /// Live deposits minus live withdrawals, in Finagle units; the reserve is added on read.
     balance: CachePadded<AtomicI64>,
-    /// Per-slice sums; the rotation clears expired ones and moves their sum out of `balance`.
-    slices: CachePadded<[AtomicI64; SLICES]>,
+    /// Sums of the closed slices (Finagle's `buf`); only a rotation's winner touches them.
+    slices: [AtomicI64; SLICES],
+    /// The sum of the closed live slices: `balance - mark` is the open slice (Finagle's
+    /// `writer`). Only a rotation's winner touches it.
+    mark: AtomicI64,
     /// `(generation, rotating, current)`; see the table above.
     rotation: AtomicU64,
-    /// When the current slice started (Finagle's `old`); written only by a rotation's winner.
+    /// When the open slice started (Finagle's `old`); written only by a rotation's winner.
     anchor: AtomicU64,
     allowed: AtomicU64,
     denied: AtomicU64,
@@ -169,7 +177,8 @@ impl<C: Clock> WindowedBudget<C> {
         let slices: [AtomicI64; SLICES] = std::array::from_fn(|_| AtomicI64::new(0));
         Self {
             balance: CachePadded::new(AtomicI64::new(0)),
-            slices: CachePadded::new(slices),
+            slices,
+            mark: AtomicI64::new(0),
             rotation: AtomicU64::new(0),
             anchor: AtomicU64::new(clock.now()),
             allowed: AtomicU64::new(0),
@@ -209,10 +218,7 @@ impl<C: Clock> WindowedBudget<C> {
         }
         self.expire_due(now);
         if self.deposit != 0 {
-            // Balance first: until the slice add lands, a racing rotation cannot expire this
-            // deposit, so no reader sees it half applied as a negative swing.
             self.balance.fetch_add(self.deposit, Ordering::Relaxed);
-            self.add_to_current(self.deposit);
         }
     }
 
@@ -254,7 +260,6 @@ impl<C: Clock> WindowedBudget<C> {
                 Err(seen) => live = seen,
             }
         }
-        self.add_to_current(-units);
         self.allowed.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -318,13 +323,6 @@ impl<C: Clock> WindowedBudget<C> {
         }
     }
 
-    #[inline]
-    fn add_to_current(&self, amount: i64) {
-        // Relaxed: a stale `current` only credits an older live slice (see the type's docs).
-        let current = (self.rotation.load(Ordering::Relaxed) & CURRENT_MASK) as usize;
-        self.slices[current].fetch_add(amount, Ordering::Relaxed);
-    }
-
     /// Rotates if a slice's time has elapsed since the anchor (`>=`, Finagle's
     /// `(now() - old) >= window`). The fast path is one load.
     #[inline]
@@ -360,20 +358,41 @@ impl<C: Clock> WindowedBudget<C> {
             return;
         }
         // Finagle: `nskip = min((now - old) / window - 1, N)` with N = 9 buffered slices, plus
-        // the slice that becomes the writer.
+        // the slice that becomes the writer; all ten when the open slice expires too.
         let cleared = (elapsed / self.window).min(SLICES as u64) as usize;
         let current = (word & CURRENT_MASK) as usize;
-        for step in 1..=cleared {
-            let slice = &self.slices[(current + step) % SLICES];
-            let expired = slice.swap(0, Ordering::Relaxed);
-            if expired != 0 {
-                self.balance.fetch_sub(expired, Ordering::Relaxed);
+        // Relaxed: `mark` and the slices are this winner's alone (the claim acquired them).
+        let mark = self.mark.load(Ordering::Relaxed);
+        let expiring: i64 = (1..=cleared.min(SLICES - 1))
+            .map(|step| self.slices[(current + step) % SLICES].load(Ordering::Relaxed))
+            .sum();
+        // One CAS closes the open slice and expires the old ones against the same balance:
+        // a deposit or withdrawal lands before it (in the closed slice) or after (in the new).
+        let mut balance = self.balance.load(Ordering::Relaxed);
+        let (open, live) = loop {
+            let open = balance.wrapping_sub(mark);
+            let live = if cleared == SLICES { 0 } else { balance.wrapping_sub(expiring) };
+            match self.balance.compare_exchange_weak(
+                balance,
+                live,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break (open, live),
+                Err(seen) => balance = seen,
             }
+        };
+        for step in 1..=cleared {
+            self.slices[(current + step) % SLICES].store(0, Ordering::Relaxed);
         }
+        if cleared < SLICES {
+            self.slices[current].store(open, Ordering::Relaxed);
+        }
+        self.mark.store(live, Ordering::Relaxed);
         self.anchor.store(now, Ordering::Relaxed);
         let next = (current + cleared) % SLICES;
         let generation = (word & !(CURRENT_MASK | ROTATING)) + GENERATION_ONE;
-        // Release: publishes the anchor and the cleared slices with the new current slice.
+        // Release: publishes the anchor, mark and slices with the new current slice.
         self.rotation.store(generation | next as u64, Ordering::Release);
     }
 }
