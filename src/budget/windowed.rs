@@ -39,7 +39,7 @@ const SLICES: usize = 10;
 ///
 /// | bits  | field        | meaning |
 /// |-------|--------------|---------|
-/// | 0..4  | `current`    | the slice deposits and withdrawals go to (0..10) |
+/// | 0..4  | `current`    | the open slice's slot (0..10), stored only when it closes |
 /// | 4     | `rotating`   | a thread has claimed the rotation and is moving slices |
 /// | 5..64 | `generation` | rotations completed |
 ///
