@@ -6,6 +6,7 @@
 //! | control | failure mode it contains | learns from |
 //! |---|---|---|
 //! | [`Limiter`] with a [`LimitAlgorithm`] | queue growth: admitted work beyond capacity waits, times out, cascades | latency and drops of completed work |
+//! | retry budgets ([`TokenQuota`], [`WindowedBudget`], [`ConcurrencyBudget`]) and [`Backoff`] | retry storms: retries multiply the load on a struggling dependency | successes, requests and retries in flight |
 //!
 //! ## Map of the crate
 //!
@@ -14,6 +15,7 @@
 //! | `clock` | [`Nanos`], [`Clock`], [`MonotonicClock`], [`ManualClock`] |
 //! | `limit` | [`LimitAlgorithm`] and the algorithms ([`Fixed`], [`Aimd`]); `window.rs`: lock-free sample windows |
 //! | `limiter` | [`Limiter`]: exact one-CAS admission, [`Permit`]s and their [`Outcome`]s, [`LimiterSnapshot`] |
+//! | `budget` | retry budgets ([`TokenQuota`]: gRPC, AWS; [`WindowedBudget`]: Finagle; [`ConcurrencyBudget`]: Envoy), [`BudgetDenied`], [`BudgetSnapshot`]; [`Backoff`] with jitter |
 //! | `error` | [`ConfigError`], returned by every constructor |
 //! | `sync` | std or loom atomics (`--cfg valve_loom`) and the updater election |
 //!
@@ -41,12 +43,18 @@
 #![warn(missing_docs, unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod budget;
 mod clock;
 mod error;
 mod limit;
 mod limiter;
 mod sync;
 
+pub use budget::{
+    Backoff, BackoffConfig, BackoffRng, BudgetDenied, BudgetSnapshot, ConcurrencyBudget, CostClass,
+    DenyReason, Jitter, QuotaRule, QuotaWithdrawal, RetryAfterRule, RetryCosts, SplitMix64,
+    TokenQuota, TokenQuotaConfig, WindowedBudget, WindowedConfig,
+};
 pub use clock::{Clock, ManualClock, MonotonicClock, Nanos, duration_to_nanos};
 pub use error::ConfigError;
 pub use limit::{

@@ -7,3 +7,6 @@ mod limiter;
 
 #[path = "loom_models/wait.rs"]
 mod wait;
+
+#[path = "loom_models/budget.rs"]
+mod budget;
