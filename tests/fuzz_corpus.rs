@@ -29,3 +29,11 @@ fn limiter_corpus() {
 fn configs_corpus() {
     replay("configs", configs::run);
 }
+
+#[path = "../fuzz/harness/budget.rs"]
+mod budget;
+
+#[test]
+fn budget_corpus() {
+    replay("budget", budget::run);
+}
