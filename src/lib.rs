@@ -16,6 +16,7 @@
 //! | `limit` | [`LimitAlgorithm`] and the algorithms ([`Fixed`], [`Aimd`]); `window.rs`: lock-free sample windows |
 //! | `limiter` | [`Limiter`]: exact one-CAS admission, [`Permit`]s and their [`Outcome`]s, [`LimiterSnapshot`] |
 //! | `budget` | retry budgets ([`TokenQuota`]: gRPC, AWS; [`WindowedBudget`]: Finagle; [`ConcurrencyBudget`]: Envoy), [`BudgetDenied`], [`BudgetSnapshot`]; [`Backoff`] with jitter |
+//! | `rng` | [`BackoffRng`] and [`SplitMix64`]: seedable randomness for every jittered or probabilistic decision |
 //! | `error` | [`ConfigError`], returned by every constructor |
 //! | `sync` | std or loom atomics (`--cfg valve_loom`) and the updater election |
 //!
@@ -48,6 +49,7 @@ mod clock;
 mod error;
 mod limit;
 mod limiter;
+mod rng;
 mod sync;
 
 pub use budget::{

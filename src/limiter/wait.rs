@@ -32,6 +32,7 @@ use crate::clock::{Nanos, duration_to_nanos};
 use crate::error::ConfigError;
 use crate::limiter::Rejected;
 use crate::limiter::admission::Admission;
+use crate::rng::{SplitMix64, next_unit};
 use crate::sync::park::{self, Thread};
 use crate::sync::{AtomicU32, Ordering, QueueLock};
 
@@ -154,7 +155,7 @@ struct Waiters {
     free: Vec<u32>,
     /// Queued slot indices, oldest at the front.
     order: VecDeque<u32>,
-    rng: u64,
+    rng: SplitMix64,
 }
 
 /// What a waiter learns when it checks its slot.
@@ -181,7 +182,7 @@ impl WaitQueue {
                 slots: Vec::new(),
                 free: Vec::new(),
                 order: VecDeque::new(),
-                rng: config.seed,
+                rng: SplitMix64::seeded(config.seed),
             }),
             config,
         }
@@ -396,14 +397,4 @@ impl Waiters {
         slot.wake = None;
         self.free.push(index);
     }
-}
-
-/// splitmix64 step mapped to [0, 1): enough for graded rejection, and reproducible per seed.
-fn next_unit(state: &mut u64) -> f64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64
 }
