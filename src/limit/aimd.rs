@@ -78,7 +78,7 @@ impl Default for AimdConfig {
     }
 }
 
-/// An AIMD limit. See the [module documentation](self) for the rule.
+/// An AIMD limit. See the module documentation for the rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Aimd {
     config: AimdConfig,
