@@ -13,7 +13,7 @@
 mod common;
 
 use common::sim::{self, MS, SEC, Scenario, Service, Trace};
-use valve::{Gradient2, Gradient2Config, LimitAlgorithm};
+use valve::{Gradient2, Gradient2Config, LimitAlgorithm, Vegas, VegasConfig};
 
 const S: u64 = 100 * MS;
 
@@ -27,6 +27,8 @@ fn presets() -> Vec<(&'static str, Factory, bool)> {
             false,
         ),
         ("gradient2 valve", || Box::new(Gradient2::default()), true),
+        ("vegas netflix", || Box::new(Vegas::new(VegasConfig::netflix()).unwrap()), false),
+        ("vegas valve", || Box::new(Vegas::default()), true),
     ]
 }
 
@@ -116,7 +118,7 @@ fn limit_follows_capacity_halving_and_return_within_five_seconds() {
 
 #[test]
 fn mild_overload_for_ten_minutes_does_not_drift_up() {
-    const C: u32 = 20;
+    const C: u32 = 10;
     let s = scenario(vec![(0, C)], vec![(0, load(C, 1.2))], 600 * SEC);
     println!("1.2x overload, C = {C}, 10 minutes");
     println!("{:<20} {:>10} {:>10} {:>10}", "preset", "minute 1", "minute 10", "ratio");

@@ -15,11 +15,14 @@
 //! | [`Fixed`] | `fixed.rs` | Netflix `FixedLimit` / `SettableLimit` |
 //! | [`Aimd`] | `aimd.rs` | Netflix `AIMDLimit` (parity preset) and valve defaults |
 //! | [`Gradient2`] | `gradient2.rs` | Netflix `Gradient2Limit` (parity preset) and valve defaults |
+//! | [`Vegas`] | `vegas.rs` | Netflix `VegasLimit` (parity preset) and valve defaults |
 
 mod aimd;
 mod fixed;
 mod gradient2;
+mod rng;
 mod slow_start;
+mod vegas;
 pub(crate) mod window;
 
 use std::time::Duration;
@@ -27,6 +30,7 @@ use std::time::Duration;
 pub use aimd::{Aimd, AimdConfig};
 pub use fixed::Fixed;
 pub use gradient2::{Gradient2, Gradient2Config, QueueSize};
+pub use vegas::{Vegas, VegasConfig, VegasDecrease};
 
 use crate::clock::{Nanos, duration_to_nanos};
 use crate::error::ConfigError;

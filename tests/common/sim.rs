@@ -44,7 +44,7 @@ pub struct Trace {
     pub timed_out: u64,
 }
 
-pub const TICK: Nanos = 10 * MS;
+pub const TICK: Nanos = 50 * MS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
