@@ -12,7 +12,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | `clock` | [`Nanos`], [`Clock`], [`MonotonicClock`], [`ManualClock`] |
-//! | `limit` | [`LimitAlgorithm`] and the algorithms ([`Fixed`], [`Aimd`], [`Gradient2`], [`Vegas`]); `window.rs`: lock-free sample windows; `histogram.rs`: [`LatencyHistogram`] for percentile windows |
+//! | `limit` | [`LimitAlgorithm`] and the algorithms ([`Fixed`], [`Aimd`], [`Gradient2`], [`Vegas`], [`EnvoyGradient`]); `window.rs`: lock-free sample windows; `histogram.rs`: [`LatencyHistogram`] for percentile windows |
 //! | `limiter` | [`Limiter`]: exact one-CAS admission, [`Permit`]s and their [`Outcome`]s, [`LimiterSnapshot`] |
 //! | `error` | [`ConfigError`], returned by every constructor |
 //! | `sync` | std or loom atomics (`--cfg valve_loom`) and the updater election |
@@ -50,8 +50,8 @@ mod sync;
 pub use clock::{Clock, ManualClock, MonotonicClock, Nanos, duration_to_nanos};
 pub use error::ConfigError;
 pub use limit::{
-    Aimd, AimdConfig, Drained, Fixed, Gradient2, Gradient2Config, LatencyHistogram, LimitAlgorithm,
-    LimitBounds, MAX_LIMIT, MAX_TRACKED, QueueSize, Vegas, VegasConfig, VegasDecrease,
-    WindowConfig, WindowRequest, WindowSample,
+    Aimd, AimdConfig, Drained, EnvoyGradient, EnvoyGradientConfig, Fixed, Gradient2,
+    Gradient2Config, LatencyHistogram, LimitAlgorithm, LimitBounds, MAX_LIMIT, MAX_TRACKED, MinRtt,
+    QueueSize, Vegas, VegasConfig, VegasDecrease, WindowConfig, WindowRequest, WindowSample,
 };
 pub use limiter::{Limiter, LimiterSnapshot, Outcome, Permit, Rejected};

@@ -13,7 +13,10 @@
 mod common;
 
 use common::sim::{self, MS, SEC, Scenario, Service, Trace};
-use valve::{Gradient2, Gradient2Config, LimitAlgorithm, Vegas, VegasConfig};
+use valve::{
+    EnvoyGradient, EnvoyGradientConfig, Gradient2, Gradient2Config, LimitAlgorithm, Vegas,
+    VegasConfig,
+};
 
 const S: u64 = 100 * MS;
 
@@ -29,6 +32,8 @@ fn presets() -> Vec<(&'static str, Factory, bool)> {
         ("gradient2 valve", || Box::new(Gradient2::default()), true),
         ("vegas netflix", || Box::new(Vegas::new(VegasConfig::netflix()).unwrap()), false),
         ("vegas valve", || Box::new(Vegas::default()), true),
+        ("envoy", || Box::new(EnvoyGradient::new(EnvoyGradientConfig::envoy()).unwrap()), false),
+        ("envoy valve", || Box::new(EnvoyGradient::default()), true),
     ]
 }
 

@@ -16,9 +16,11 @@
 //! | [`Aimd`] | `aimd.rs` | Netflix `AIMDLimit` (parity preset) and valve defaults |
 //! | [`Gradient2`] | `gradient2.rs` | Netflix `Gradient2Limit` (parity preset) and valve defaults |
 //! | [`Vegas`] | `vegas.rs` | Netflix `VegasLimit` (parity preset) and valve defaults |
+//! | [`EnvoyGradient`] | `gradient.rs` | Envoy adaptive concurrency gradient controller (parity preset) and valve defaults |
 
 mod aimd;
 mod fixed;
+mod gradient;
 mod gradient2;
 mod histogram;
 mod rng;
@@ -30,6 +32,7 @@ use std::time::Duration;
 
 pub use aimd::{Aimd, AimdConfig};
 pub use fixed::Fixed;
+pub use gradient::{EnvoyGradient, EnvoyGradientConfig, MinRtt};
 pub use gradient2::{Gradient2, Gradient2Config, QueueSize};
 pub use histogram::{Drained, LatencyHistogram, MAX_TRACKED};
 pub use vegas::{Vegas, VegasConfig, VegasDecrease};
