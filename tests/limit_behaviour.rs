@@ -14,8 +14,8 @@ mod common;
 
 use common::sim::{self, MS, SEC, Scenario, Service, Trace};
 use valve::{
-    EnvoyGradient, EnvoyGradientConfig, Gradient2, Gradient2Config, LimitAlgorithm, Vegas,
-    VegasConfig,
+    Aimd, AimdConfig, EnvoyGradient, EnvoyGradientConfig, Gradient2, Gradient2Config,
+    LimitAlgorithm, Vegas, VegasConfig,
 };
 
 const S: u64 = 100 * MS;
@@ -24,6 +24,7 @@ type Factory = fn() -> Box<dyn LimitAlgorithm>;
 
 fn presets() -> Vec<(&'static str, Factory, bool)> {
     vec![
+        ("aimd netflix", || Box::new(Aimd::new(AimdConfig::netflix()).unwrap()), false),
         (
             "gradient2 netflix",
             || Box::new(Gradient2::new(Gradient2Config::netflix()).unwrap()),
@@ -85,7 +86,7 @@ fn overload_settles(service: Service, assert_targets: bool) -> (Measured, Measur
         let ratio = trace.p99(10 * SEC, 20 * SEC) as f64 / unloaded_p99(make, service) as f64;
         let goodput = trace.goodput(0, 20 * SEC);
         let to_c = trace.seconds_until(0, |l| l >= C);
-        println!("{name:<20} {in_flight:>10.1} {ratio:>10.2} {goodput:>10.0} {to_c:>10?}");
+        println!("{name:<20} {in_flight:>10.1} {ratio:>10.2} {goodput:>10.0} {:>10}", secs(to_c));
         if valve && assert_targets {
             assert!(
                 (f64::from(C)..=1.5 * f64::from(C)).contains(&in_flight),
@@ -113,7 +114,7 @@ fn limit_follows_capacity_halving_and_return_within_five_seconds() {
         let down = trace.seconds_until(10 * SEC, |l| f64::from(l) <= 1.5 * f64::from(C / 2));
         let up = trace.seconds_until(20 * SEC, |l| l >= C);
         let goodput = trace.goodput(0, 30 * SEC);
-        println!("{name:<20} {down:>10?} {up:>10?} {goodput:>10.0}");
+        println!("{name:<20} {:>10} {:>10} {goodput:>10.0}", secs(down), secs(up));
         if valve {
             assert!(down.is_some_and(|d| d <= 5.0), "{name}: down {down:?}");
             assert!(up.is_some_and(|u| u <= 5.0), "{name}: up {up:?}");
@@ -136,4 +137,60 @@ fn mild_overload_for_ten_minutes_does_not_drift_up() {
             assert!(last <= 1.1 * first, "{name}: {first} -> {last}");
         }
     }
+}
+
+#[test]
+fn cold_start_reaches_capacity_in_seconds() {
+    const C: u32 = 50;
+    let s = scenario(vec![(0, C)], vec![(0, load(C, 2.0))], 40 * SEC);
+    println!("cold start, 2x load, C = {C}");
+    println!("{:<20} {:>10} {:>12} {:>12}", "preset", "to C (s)", "goodput 0-40", "ideal");
+    for (name, make, _) in presets() {
+        let trace = sim::run(make(), &s);
+        let to_c = trace.seconds_until(0, |l| l >= C);
+        let goodput = trace.goodput(0, 40 * SEC);
+        println!("{name:<20} {:>10} {goodput:>12.0} {:>12.0}", secs(to_c), load(C, 1.0));
+    }
+}
+
+#[test]
+fn underloaded_service_then_capacity_drop() {
+    const C: u32 = 50;
+    let s = scenario(
+        vec![(0, C), (20 * SEC, 10)],
+        vec![(0, load(C, 0.5)), (20 * SEC, load(10, 2.5))],
+        30 * SEC,
+    );
+    println!("0.5x load for 20 s at C = {C}, then C = 10 at 2.5x");
+    println!(
+        "{:<20} {:>10} {:>10} {:>10} {:>10}",
+        "preset", "limit@20s", "p99 20-25", "timeouts", "goodput"
+    );
+    for (name, make, _) in presets() {
+        let trace = sim::run(make(), &s);
+        let limit = trace.mean_limit(19 * SEC, 20 * SEC);
+        let p99 = trace.p99(20 * SEC, 25 * SEC) as f64 / S as f64;
+        let goodput = trace.goodput(20 * SEC, 30 * SEC);
+        println!("{name:<20} {limit:>10.0} {p99:>10.2} {:>10} {goodput:>10.0}", trace.timed_out);
+    }
+}
+
+#[test]
+fn periodic_min_rtt_measurement_costs_goodput() {
+    const C: u32 = 10;
+    let s = scenario(vec![(0, C)], vec![(0, load(C, 4.0))], 130 * SEC);
+    println!("4x overload, C = {C}, 130 s");
+    println!("{:<20} {:>12} {:>10}", "preset", "goodput 10+", "s at min");
+    for (name, make, _) in presets() {
+        let trace = sim::run(make(), &s);
+        let goodput = trace.goodput(10 * SEC, 130 * SEC);
+        let at_min = trace.ticks.iter().filter(|t| t.0 >= 10 * SEC && t.1 <= 3).count() as f64
+            * sim::TICK as f64
+            / SEC as f64;
+        println!("{name:<20} {goodput:>12.1} {at_min:>10.2}");
+    }
+}
+
+fn secs(value: Option<f64>) -> String {
+    value.map_or_else(|| "never".to_string(), |v| format!("{v:.2}"))
 }

@@ -330,8 +330,9 @@ impl LimitAlgorithm for EnvoyGradient {
         let next = if let Some(next) = self.slow_start.next(limit, sample.max_in_flight, signal) {
             next
         } else if let (true, Some(ratio)) = (sample.did_drop, c.backoff_ratio) {
-            // `as` truncates toward zero, as the rest of the rule.
-            (f64::from(limit) * ratio) as u32
+            // The ratio, or the gradient if that cuts deeper (timeouts under collapse); `as`
+            // truncates toward zero, as the rest of the rule.
+            ((f64::from(limit) * ratio) as u32).min(self.gradient_step(limit, gradient))
         } else {
             let stepped = self.gradient_step(limit, gradient);
             let app_limited =

@@ -155,7 +155,7 @@ impl Default for Gradient2Config {
             rebaseline_after: 5,
             backoff_ratio: Some(0.9),
             slow_start: true,
-            window: WindowConfig { min_samples: 50, ..WindowConfig::valve_default() },
+            window: WindowConfig::valve_default(),
             ..Self::netflix()
         }
     }
@@ -353,10 +353,13 @@ impl LimitAlgorithm for Gradient2 {
         {
             return self.publish(f64::from(self.bounds.clamp(next)));
         }
-        if let (true, Some(ratio)) = (sample.did_drop, c.backoff_ratio) {
-            return self.publish((estimate * ratio).max(f64::from(c.min_limit)));
-        }
-        if in_flight < estimate / 2.0 {
+        // A drop backs off by the ratio, or by the latency rule below if that cuts deeper
+        // (timeouts under collapse carry both signals).
+        let drop_cap = match (sample.did_drop, c.backoff_ratio) {
+            (true, Some(ratio)) => estimate * ratio,
+            _ => f64::INFINITY,
+        };
+        if in_flight < estimate / 2.0 && drop_cap.is_infinite() {
             return self.publish(estimate);
         }
         let gradient = (c.rtt_tolerance * long / short).clamp(0.5, 1.0);
@@ -371,7 +374,7 @@ impl LimitAlgorithm for Gradient2 {
         }
         // Netflix's order, `max(min, min(max, x))`; equal to a clamp for valid bounds.
         #[allow(clippy::manual_clamp)]
-        let next = next.min(f64::from(c.max_limit)).max(f64::from(c.min_limit));
+        let next = next.min(drop_cap).min(f64::from(c.max_limit)).max(f64::from(c.min_limit));
         self.publish(next)
     }
 }

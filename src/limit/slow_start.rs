@@ -5,7 +5,9 @@
 //! latency-based algorithm here can start in slow start instead: while no window has dropped and
 //! the RTT stays within the algorithm's tolerance of its baseline, the limit doubles each window
 //! the limit was actually used (in-flight reached half of it, the same app-limited rule as
-//! Netflix's). The first drop or latency signal ends slow start for good and that window is
+//! Netflix's), up to twice the window's largest in-flight: a limit never runs ahead of the
+//! traffic it has seen, so a service that is merely under-loaded does not leave a limit far
+//! above its capacity for the moment that capacity drops. The first drop or latency signal ends slow start for good and that window is
 //! handled by the algorithm's own rule.
 
 /// Per-algorithm slow-start state (only the elected updater touches it).
@@ -33,7 +35,8 @@ impl SlowStart {
         if u64::from(max_in_flight) * 2 < u64::from(limit) {
             return Some(limit);
         }
-        Some(limit.saturating_mul(2))
+        let doubled = limit.saturating_mul(2).min(max_in_flight.saturating_mul(2));
+        Some(doubled.max(limit))
     }
 }
 
@@ -44,9 +47,10 @@ mod tests {
     #[test]
     fn doubles_while_used_and_ends_at_the_first_signal() {
         let mut s = SlowStart::new(true);
-        assert_eq!(s.next(10, 5, false), Some(20));
+        assert_eq!(s.next(10, 10, false), Some(20));
         assert_eq!(s.next(20, 9, false), Some(20), "app-limited: hold");
         assert_eq!(s.next(20, 20, false), Some(40));
+        assert_eq!(s.next(40, 25, false), Some(50), "twice the largest in-flight");
         assert_eq!(s.next(40, 40, true), None);
         assert_eq!(s.next(40, 40, false), None, "never restarts");
         assert_eq!(SlowStart::new(false).next(1, 1, false), None);

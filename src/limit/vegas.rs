@@ -303,6 +303,10 @@ impl LimitAlgorithm for Vegas {
 
         let new = if sample.did_drop {
             match c.backoff_ratio {
+                // The ratio, or the queue rule if that cuts deeper (timeouts under collapse).
+                Some(ratio) if queue > f64::from(beta) => {
+                    (self.estimate * ratio).min(self.decrease(queue))
+                }
                 Some(ratio) => self.estimate * ratio,
                 None => self.decrease(queue),
             }
@@ -419,7 +423,8 @@ mod tests {
     fn valve_defaults_cut_to_the_estimate_and_never_probe() {
         let mut v = Vegas::default();
         // Slow start: 20 -> 40 -> 80 while the queue stays below alpha.
-        assert_eq!(run(&mut v, &[(10 * MS, 20, false); 3]), vec![20, 40, 80]);
+        let steps = [(10 * MS, 20, false), (10 * MS, 20, false), (10 * MS, 40, false)];
+        assert_eq!(run(&mut v, &steps), vec![20, 40, 80]);
         // 80 in flight at 2x the no-load RTT: queue 40 > beta, so slow start ends and the
         // limit goes to 80 - 40 + alpha 3 = 43 at once (Netflix would take 37 windows).
         assert_eq!(run(&mut v, &[(20 * MS, 80, false)]), vec![43]);
