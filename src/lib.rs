@@ -12,7 +12,9 @@
 //! | module | what it holds |
 //! |---|---|
 //! | `clock` | [`Nanos`], [`Clock`], [`MonotonicClock`], [`ManualClock`] |
-//! | `limit` | [`LimitAlgorithm`] and the algorithms ([`Fixed`], [`Aimd`], [`Gradient2`], [`Vegas`], [`EnvoyGradient`]); `window.rs`: lock-free sample windows; `histogram.rs`: [`LatencyHistogram`] for percentile windows |
+//! | `limit` | [`LimitAlgorithm`] and the algorithms ([`Fixed`], [`Aimd`]); `window.rs`: lock-free sample windows |
+//! | `limit` (latency-based) | [`Gradient2`], [`Vegas`], [`EnvoyGradient`] with parity presets and valve defaults (slow start, drift guards); [`WindowRequest`] |
+//! | `limit/histogram.rs` | [`LatencyHistogram`]: lock-free log-linear histogram behind percentile windows |
 //! | `limiter` | [`Limiter`]: exact one-CAS admission, [`Permit`]s and their [`Outcome`]s, [`LimiterSnapshot`] |
 //! | `error` | [`ConfigError`], returned by every constructor |
 //! | `sync` | std or loom atomics (`--cfg valve_loom`) and the updater election |

@@ -34,8 +34,12 @@
 //! learns the minimum RTT from live windows instead ([`MinRtt::Learned`]; relearnt from the
 //! current window after 5 windows at the minimum, Envoy's own rule), does not grow a limit
 //! the traffic does not use (the app-limited rule of Netflix's limits), backs off by 0.9 on
-//! drops, uses a 10 % buffer (Envoy's 25 % settles at about 1.25x the concurrency plus √),
-//! and starts in slow start.
+//! drops (or by the gradient if it cuts deeper), uses a 10 % buffer (Envoy's 25 % settles at
+//! about 1.25x the concurrency plus √), and starts in slow start.
+//!
+//! Known limit: a learned minimum of window percentiles sits below the typical RTT when RTTs
+//! are very noisy (exponential service times), and the limit then collapses towards the
+//! minimum; Envoy's pinned 50-sample measurement does not (see `tests/limit_behaviour.rs`).
 
 use std::time::Duration;
 

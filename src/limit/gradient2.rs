@@ -23,15 +23,21 @@
 //! algebraically equal order can land just below an integer and publish one less.
 //!
 //! valve's defaults fix what users hit with it:
-//! - drops back the limit off (`backoff_ratio`; Netflix ignores them, issue 176);
-//! - the queue allowance is only added while the window shows no queueing (gradient 1), so mild
-//!   overload, where the gradient sits near 0.8, no longer creeps the limit up (Netflix PR 134);
-//! - the baseline only learns from windows at or below it, so it cannot follow a long overload
-//!   upward; `max_healthy_rtt` optionally caps it (failsafe-go issue 127), and after
-//!   `rebaseline_after` windows pinned at the minimum it restarts from the current RTT, so a
-//!   service that really became slower is relearnt;
-//! - slow start from a cold start, a square-root queue allowance applied unsmoothed so
-//!   recovery takes a few windows, and no floor of 20.
+//! - drops back the limit off (`backoff_ratio` 0.9, or deeper if the latency rule cuts deeper;
+//!   Netflix ignores them, issue 176);
+//! - the queue allowance is only added while the window shows no queueing (RTT within 10 % of
+//!   the baseline) and the limit holds between that and the tolerance, so mild overload no
+//!   longer creeps the limit up (Netflix PR 134);
+//! - the baseline only learns from windows within 10 % of it (`baseline_band`), over 6000
+//!   windows, so it cannot follow a long overload upward; `max_healthy_rtt` optionally caps it
+//!   (failsafe-go issue 127), and after `rebaseline_after` windows at the minimum it restarts
+//!   from the current RTT, so a service that really became slower is relearnt;
+//! - slow start from a cold start, a square-root queue allowance applied unsmoothed (only
+//!   decreases are smoothed) so recovery takes a few windows, and no floor of 20.
+//!
+//! Known limit: the baseline is seeded by the first window and the band lets it rise only
+//! slowly, so with very noisy RTTs (exponential service times, windows of ten samples) it
+//! settles low and the limit under-uses the service (see `tests/limit_behaviour.rs`).
 
 use std::time::Duration;
 
@@ -141,7 +147,8 @@ impl Gradient2Config {
 impl Default for Gradient2Config {
     /// valve defaults: see the module documentation. Tolerance 1.25 keeps in-flight
     /// within a quarter of the service's concurrency under sustained overload (Netflix's 1.5
-    /// lets it queue half as much again); min 1, max 1000, valve windows.
+    /// lets it queue half as much again); queue allowance `max(4, sqrt L)`, band 0.1, long
+    /// window 6000, re-baseline after 5 windows at the minimum, min 1, max 1000, valve windows.
     fn default() -> Self {
         Self {
             min_limit: 1,

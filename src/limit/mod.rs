@@ -154,7 +154,9 @@ pub struct WindowConfig {
     pub min_rtt_threshold: Duration,
     /// If set (in `(0, 1]`), the window also fills a [`LatencyHistogram`] and reports this
     /// percentile of its RTTs as [`WindowSample::percentile_rtt`]. Costs one `fetch_add` per
-    /// sample; without it the sample path does not touch a histogram.
+    /// sample; without it the sample path does not touch a histogram. The rank is Netflix's
+    /// `round(n * p)`; unlike Netflix's `PercentileSampleWindow`, whose fixed array ignores
+    /// the samples (RTT, in-flight, drop) that arrive once it is full, every sample counts.
     pub percentile: Option<f64>,
 }
 

@@ -29,8 +29,12 @@
 //! so under a long overload the baseline follows the queue up; Netflix issue 165 asks to pin
 //! it); instead, after `rebaseline_after` windows at the minimum the baseline restarts from the
 //! current RTT. A queue above `beta` cuts the limit straight to the estimated no-queue level
-//! plus `alpha` instead of by one per window, drops back off by 0.9, and slow start replaces
-//! the first windows' linear climb.
+//! plus `alpha` instead of by one per window, drops back off by 0.9 (or by that cut if it is
+//! deeper), and slow start replaces the first windows' linear climb.
+//!
+//! Known limit, shared with Netflix's Vegas: the no-load RTT is a minimum of window RTTs, so
+//! with very noisy RTTs (exponential service times) it sits far below the typical RTT and the
+//! limit collapses towards the minimum (see `tests/limit_behaviour.rs`).
 
 use crate::error::ConfigError;
 use crate::limit::rng::SplitMix64;
