@@ -2,8 +2,8 @@
 
 use quickcheck::{QuickCheck, TestResult};
 use valve::{
-    EnvoyGradient, EnvoyGradientConfig, Gradient2, Gradient2Config, LimitAlgorithm, Vegas,
-    VegasConfig, WindowSample,
+    Aimd, AimdConfig, EnvoyGradient, EnvoyGradientConfig, Gradient2, Gradient2Config,
+    LimitAlgorithm, Vegas, VegasConfig, WindowSample,
 };
 
 /// One window as quickcheck generates it: RTT and percentile in microseconds (0 included),
@@ -91,6 +91,16 @@ fn envoy_gradient_limits_stay_in_bounds() {
                     start,
                 )
                 && stays_in_bounds(envoy, steps, start),
+        )
+    });
+}
+
+#[test]
+fn aimd_limits_stay_in_bounds() {
+    check(|steps, start| {
+        TestResult::from_bool(
+            stays_in_bounds(Aimd::default(), steps.clone(), start)
+                && stays_in_bounds(Aimd::new(AimdConfig::netflix()).unwrap(), steps, start),
         )
     });
 }

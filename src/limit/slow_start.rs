@@ -2,13 +2,14 @@
 //!
 //! Netflix's limits add about one per window from an initial 20, so reaching a capacity of a few
 //! hundred takes minutes (Netflix issue 35, Vector issue 3255, palantir/dialogue PR 3052). Every
-//! latency-based algorithm here can start in slow start instead: while no window has dropped and
-//! the RTT stays within the algorithm's tolerance of its baseline, the limit doubles each window
+//! learning algorithm here can start in slow start instead: while no window has dropped and the
+//! RTT stays within the algorithm's tolerance of its baseline (AIMD: below its timeout), the
+//! limit doubles each window
 //! the limit was actually used (in-flight reached half of it, the same app-limited rule as
 //! Netflix's), up to twice the window's largest in-flight: a limit never runs ahead of the
 //! traffic it has seen, so a service that is merely under-loaded does not leave a limit far
-//! above its capacity for the moment that capacity drops. The first drop or latency signal ends slow start for good and that window is
-//! handled by the algorithm's own rule.
+//! above its capacity for the moment that capacity drops. The first drop or latency signal ends
+//! slow start for good and that window is handled by the algorithm's own rule.
 
 /// Per-algorithm slow-start state (only the elected updater touches it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
