@@ -265,12 +265,9 @@ impl EnvoyGradient {
         if self.pins() { self.config.min_concurrency } else { limit }
     }
 
-    /// Envoy's `applyJitter`: `interval + random % ceil(interval * jitter)`, in milliseconds.
     fn jittered(&mut self, interval: Duration, jitter: f64) -> Nanos {
-        let interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
-        let range_ms = (interval_ms as f64 * jitter).ceil() as u64;
-        let extra_ms = if range_ms == 0 { 0 } else { self.rng.next_u64() % range_ms };
-        duration_to_nanos(interval).saturating_add(extra_ms.saturating_mul(1_000_000))
+        let random = self.rng.next_u64();
+        apply_jitter(interval, jitter, random)
     }
 
     /// The gradient step: `(u32)(L*g + sqrt(L*g))`, unclamped.
@@ -278,6 +275,14 @@ impl EnvoyGradient {
         let scaled = f64::from(limit) * gradient;
         (scaled + scaled.sqrt()) as u32
     }
+}
+
+/// Envoy's `applyJitter`: `interval + random % ceil(interval * jitter)`, in milliseconds.
+fn apply_jitter(interval: Duration, jitter: f64, random: u64) -> Nanos {
+    let interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+    let range_ms = (interval_ms as f64 * jitter).ceil() as u64;
+    let extra_ms = if range_ms == 0 { 0 } else { random % range_ms };
+    duration_to_nanos(interval).saturating_add(extra_ms.saturating_mul(1_000_000))
 }
 
 impl Default for EnvoyGradient {
@@ -376,6 +381,7 @@ mod tests {
     use super::*;
 
     const MS: Nanos = 1_000_000;
+    const SEC: Nanos = 1_000 * MS;
 
     fn window(now: Nanos, p50: Nanos, in_flight: u32) -> WindowSample {
         WindowSample::single(now, p50, in_flight, false)
@@ -505,5 +511,76 @@ mod tests {
         for config in bad {
             assert!(EnvoyGradient::new(config).is_err(), "{config:?} was accepted");
         }
+    }
+
+    fn measured(min_concurrency: u32, buffer: f64, request_count: u32) -> EnvoyGradient {
+        let config = EnvoyGradientConfig {
+            initial_limit: min_concurrency,
+            min_concurrency,
+            min_limit: min_concurrency,
+            buffer,
+            min_rtt: MinRtt::Measure {
+                interval: Duration::from_secs(30),
+                jitter: 0.0,
+                request_count,
+                pin: true,
+            },
+            ..EnvoyGradientConfig::envoy()
+        };
+        let mut g = EnvoyGradient::new(config).unwrap();
+        // `advancePastMinRTTStage` with a 5 ms minimum RTT.
+        assert_eq!(
+            g.update(&window(MS, 5 * MS, min_concurrency), min_concurrency),
+            min_concurrency
+        );
+        assert_eq!(g.min_rtt_us(), 5_000);
+        g
+    }
+
+    /// Envoy's `gradient_controller_test.cc`, ported to windows.
+    #[test]
+    fn reference_unit_tests_pass() {
+        // TimerAccuracyTest: interval 100 s, jitter 10 %, random() = 15000: 105 s.
+        assert_eq!(apply_jitter(Duration::from_secs(100), 0.1, 15_000), 105_000 * MS);
+        assert_eq!(apply_jitter(Duration::from_secs(45), 0.0, 15_000), 45_000 * MS);
+
+        // ConcurrencyLimitBehaviorTestBasic: buffer 10 %, min concurrency 7.
+        let mut g = measured(7, 0.1, 5);
+        let mut limit = 7;
+        let mut now = MS;
+        for _ in 0..10 {
+            now += 101 * MS;
+            let next = g.update(&window(now, 4 * MS, limit), limit);
+            assert!(next >= limit && f64::from(limit) / f64::from(next) >= 0.5);
+            limit = next;
+        }
+        for _ in 0..10 {
+            now += 101 * MS;
+            let next = g.update(&window(now, 6 * MS, limit), limit);
+            assert!(next < limit && next >= 7, "{limit} -> {next}");
+            limit = next;
+        }
+
+        // MinRTTBufferTest: buffer 50 %, samples at 6 ms (above the 5 ms minimum) still grow.
+        let mut g = measured(3, 0.5, 5);
+        let mut limit = 3;
+        for i in 0..10 {
+            let next = g.update(&window(MS + (i + 1) * 101 * MS, 6 * MS, limit), limit);
+            assert!(next > limit);
+            limit = next;
+        }
+
+        // MinRTTReturnToPreviousLimit: the measurement 30 s later pins 3, then restores.
+        let mut g = measured(3, 0.25, 5);
+        let mut limit = 3;
+        for i in 0..5 {
+            let next = g.update(&window(SEC + i * 101 * MS, 4 * MS, limit), limit);
+            assert!(next > limit);
+            limit = next;
+        }
+        assert_eq!(g.update(&window(31 * SEC + MS, 4 * MS, limit), limit), 3);
+        assert_eq!(g.next_window().close_after_samples, Some(5));
+        assert_eq!(g.update(&window(32 * SEC, 13 * MS, 3), 3), limit);
+        assert_eq!(g.min_rtt_us(), 13_000);
     }
 }
