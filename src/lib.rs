@@ -14,6 +14,8 @@
 //! |---|---|
 //! | `clock` | [`Nanos`], [`Clock`], [`MonotonicClock`], [`ManualClock`] |
 //! | `limit` | [`LimitAlgorithm`] and the algorithms ([`Fixed`], [`Aimd`]); `window.rs`: lock-free sample windows |
+//! | `limit` (latency-based) | [`Gradient2`], [`Vegas`], [`EnvoyGradient`] with parity presets and valve defaults (slow start, drift guards); [`WindowRequest`] |
+//! | `limit/histogram.rs` | [`LatencyHistogram`]: lock-free log-linear histogram behind percentile windows |
 //! | `limiter` | [`Limiter`]: exact one-CAS admission, [`Permit`]s and their [`Outcome`]s, [`LimiterSnapshot`] |
 //! | `budget` | retry budgets ([`TokenQuota`]: gRPC, AWS; [`WindowedBudget`]: Finagle; [`ConcurrencyBudget`]: Envoy), [`BudgetDenied`], [`BudgetSnapshot`]; [`Backoff`] with jitter |
 //! | `rng` | [`BackoffRng`] and [`SplitMix64`]: seedable randomness for every jittered or probabilistic decision |
@@ -60,7 +62,9 @@ pub use budget::{
 pub use clock::{Clock, ManualClock, MonotonicClock, Nanos, duration_to_nanos};
 pub use error::ConfigError;
 pub use limit::{
-    Aimd, AimdConfig, Fixed, LimitAlgorithm, LimitBounds, MAX_LIMIT, WindowConfig, WindowSample,
+    Aimd, AimdConfig, Drained, EnvoyGradient, EnvoyGradientConfig, Fixed, Gradient2,
+    Gradient2Config, LatencyHistogram, LimitAlgorithm, LimitBounds, MAX_LIMIT, MAX_TRACKED, MinRtt,
+    QueueSize, Vegas, VegasConfig, VegasDecrease, WindowConfig, WindowRequest, WindowSample,
 };
 pub use limiter::{
     Acquire, AcquireError, Limiter, LimiterSnapshot, Outcome, Permit, QueueConfig, QueueOrdering,

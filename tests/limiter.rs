@@ -64,7 +64,11 @@ fn set_limit_is_clamped_to_the_algorithm_bounds() {
 
 #[test]
 fn aimd_per_sample_grows_when_used_and_backs_off_on_drops() {
-    let config = AimdConfig { window: WindowConfig::per_sample(), ..AimdConfig::default() };
+    let config = AimdConfig {
+        window: WindowConfig::per_sample(),
+        slow_start: false,
+        ..AimdConfig::default()
+    };
     let limiter = Limiter::new(Aimd::new(config).unwrap()).unwrap();
     assert_eq!(limiter.limit(), 20);
     // Ten calls in flight at once: each sees in-flight >= 20 * 0.5 when the tenth is admitted.
@@ -89,7 +93,9 @@ fn aimd_windowed_updates_once_per_window() {
             max_duration: Duration::from_millis(100),
             min_samples: 5,
             min_rtt_threshold: Duration::ZERO,
+            percentile: None,
         },
+        slow_start: false,
         ..AimdConfig::default()
     };
     let limiter = Limiter::new(Aimd::new(config).unwrap()).unwrap();

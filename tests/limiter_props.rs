@@ -65,6 +65,7 @@ fn run(ops: Vec<Op>) -> bool {
         max_limit: MAX,
         timeout: std::time::Duration::from_nanos(TIMEOUT),
         window: WindowConfig::per_sample(),
+        slow_start: false,
         ..AimdConfig::default()
     };
     let limiter = Limiter::new(Aimd::new(config).unwrap()).unwrap();

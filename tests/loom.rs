@@ -10,3 +10,6 @@ mod wait;
 
 #[path = "loom_models/budget.rs"]
 mod budget;
+
+#[path = "loom_models/limits.rs"]
+mod limits;

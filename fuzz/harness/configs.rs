@@ -19,6 +19,7 @@ fn window(u: &mut Unstructured<'_>) -> Result<WindowConfig> {
         max_duration: duration(u)?,
         min_samples: u32::arbitrary(u)?,
         min_rtt_threshold: duration(u)?,
+        percentile: Option::<f64>::arbitrary(u)?,
     })
 }
 
@@ -56,6 +57,7 @@ fn run_unstructured(u: &mut Unstructured<'_>) -> Result<()> {
         utilisation_threshold: f64::arbitrary(u)?,
         timeout: duration(u)?,
         window: window(u)?,
+        slow_start: bool::arbitrary(u)?,
     });
     let queue = queue(u)?;
     if let Ok(fixed) = fixed {

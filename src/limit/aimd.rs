@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use crate::clock::{Nanos, duration_to_nanos};
 use crate::error::ConfigError;
+use crate::limit::slow_start::SlowStart;
 use crate::limit::{LimitAlgorithm, LimitBounds, WindowConfig, WindowSample};
 
 /// Configuration of an [`Aimd`] limit. Start from [`AimdConfig::default`] (valve defaults) or
@@ -40,6 +41,8 @@ pub struct AimdConfig {
     pub utilisation_threshold: f64,
     /// A window whose mean RTT is above this backs off as if it dropped.
     pub timeout: Duration,
+    /// Exponential growth until the first drop or timeout (see `slow_start.rs`).
+    pub slow_start: bool,
     /// How samples are aggregated.
     pub window: WindowConfig,
 }
@@ -58,6 +61,7 @@ impl AimdConfig {
             increase_step: 1,
             utilisation_threshold: 0.5,
             timeout: Duration::from_secs(5),
+            slow_start: false,
             window: WindowConfig::netflix(),
         }
     }
@@ -65,13 +69,14 @@ impl AimdConfig {
 
 impl Default for AimdConfig {
     /// valve defaults: no floor of 20 (min 1), max 1000, windows of twice the min RTT (10 ms to
-    /// 1 s) so the limit moves within round trips rather than once a second; otherwise Netflix's
-    /// values.
+    /// 1 s) so the limit moves within round trips rather than once a second, slow start;
+    /// otherwise Netflix's values.
     fn default() -> Self {
         Self {
             initial_limit: 20,
             min_limit: 1,
             max_limit: 1000,
+            slow_start: true,
             window: WindowConfig::valve_default(),
             ..Self::netflix()
         }
@@ -91,6 +96,7 @@ pub struct Aimd {
     config: AimdConfig,
     bounds: LimitBounds,
     timeout: Nanos,
+    slow_start: SlowStart,
 }
 
 impl Aimd {
@@ -122,7 +128,12 @@ impl Aimd {
             return Err(ConfigError::Zero { field: "timeout" });
         }
         config.window.validate()?;
-        Ok(Self { config, bounds, timeout: duration_to_nanos(config.timeout) })
+        Ok(Self {
+            config,
+            bounds,
+            timeout: duration_to_nanos(config.timeout),
+            slow_start: SlowStart::new(config.slow_start),
+        })
     }
 
     /// The configuration in force.
@@ -151,7 +162,11 @@ impl LimitAlgorithm for Aimd {
     }
 
     fn update(&mut self, sample: &WindowSample, limit: u32) -> u32 {
-        let next = if sample.did_drop || sample.rtt > self.timeout {
+        let signal = sample.did_drop || sample.rtt > self.timeout;
+        if let Some(next) = self.slow_start.next(limit, sample.max_in_flight, signal) {
+            return self.bounds.clamp(next);
+        }
+        let next = if signal {
             // `as` truncates toward zero, as Java's `(int)` cast.
             (f64::from(limit) * self.config.backoff_ratio) as u32
         } else if f64::from(sample.max_in_flight)
@@ -209,8 +224,12 @@ mod tests {
 
     #[test]
     fn valve_defaults_back_off_below_twenty_and_take_custom_steps() {
-        let config =
-            AimdConfig { increase_step: 3, utilisation_threshold: 0.8, ..AimdConfig::default() };
+        let config = AimdConfig {
+            increase_step: 3,
+            utilisation_threshold: 0.8,
+            slow_start: false,
+            ..AimdConfig::default()
+        };
         let mut aimd = Aimd::new(config).unwrap();
         // 0.8 * 20 = 16: 15 holds, 16 grows by 3.
         assert_eq!(run(&mut aimd, 20, &[(MS, 15, false), (MS, 16, false)]), vec![20, 23]);
@@ -246,5 +265,13 @@ mod tests {
             Err(ConfigError::NotFinite { field: "backoff_ratio" })
         ));
         assert!(Aimd::new(AimdConfig::netflix()).is_ok());
+    }
+
+    #[test]
+    fn valve_defaults_start_in_slow_start_until_the_first_drop() {
+        let mut aimd = Aimd::default();
+        let steps = [(MS, 20, false), (MS, 40, false), (MS, 80, true), (MS, 72, false)];
+        // 20 -> 40 -> 80, the drop ends slow start and backs off (72), then +1 per window.
+        assert_eq!(run(&mut aimd, 20, &steps), vec![40, 80, 72, 73]);
     }
 }

@@ -14,15 +14,28 @@
 //! |---|---|---|
 //! | [`Fixed`] | `fixed.rs` | Netflix `FixedLimit` / `SettableLimit` |
 //! | [`Aimd`] | `aimd.rs` | Netflix `AIMDLimit` (parity preset) and valve defaults |
+//! | [`Gradient2`] | `gradient2.rs` | Netflix `Gradient2Limit` (parity preset) and valve defaults |
+//! | [`Vegas`] | `vegas.rs` | Netflix `VegasLimit` (parity preset) and valve defaults |
+//! | [`EnvoyGradient`] | `gradient.rs` | Envoy adaptive concurrency gradient controller (parity preset) and valve defaults |
 
 mod aimd;
 mod fixed;
+mod gradient;
+mod gradient2;
+mod histogram;
+mod rng;
+mod slow_start;
+mod vegas;
 pub(crate) mod window;
 
 use std::time::Duration;
 
 pub use aimd::{Aimd, AimdConfig};
 pub use fixed::Fixed;
+pub use gradient::{EnvoyGradient, EnvoyGradientConfig, MinRtt};
+pub use gradient2::{Gradient2, Gradient2Config, QueueSize};
+pub use histogram::{Drained, LatencyHistogram, MAX_TRACKED};
+pub use vegas::{Vegas, VegasConfig, VegasDecrease};
 
 use crate::clock::{Nanos, duration_to_nanos};
 use crate::error::ConfigError;
@@ -52,12 +65,28 @@ pub struct WindowSample {
     pub max_in_flight: u32,
     /// Whether any call completed as dropped since the previous update.
     pub did_drop: bool,
+    /// The [`WindowConfig::percentile`] of the window's RTTs from its histogram (within
+    /// 3.125 %, see [`LatencyHistogram`]); equal to `rtt` when no percentile is configured.
+    pub percentile_rtt: Nanos,
 }
 
 impl WindowSample {
     /// One sample, as a per-sample algorithm or a golden-vector test sees it.
     pub fn single(now: Nanos, rtt: Nanos, in_flight: u32, did_drop: bool) -> Self {
-        Self { now, samples: 1, rtt, min_rtt: rtt, max_in_flight: in_flight, did_drop }
+        Self {
+            now,
+            samples: 1,
+            rtt,
+            min_rtt: rtt,
+            max_in_flight: in_flight,
+            did_drop,
+            percentile_rtt: rtt,
+        }
+    }
+
+    /// This sample with `percentile_rtt` replaced, as a percentile window would deliver it.
+    pub fn with_percentile(self, percentile_rtt: Nanos) -> Self {
+        Self { percentile_rtt, ..self }
     }
 }
 
@@ -112,7 +141,7 @@ impl LimitBounds {
 /// rather than being thrown away (Netflix's `WindowedLimit` discards it, issue #152). The next
 /// window's duration is `clamp(2 x min RTT of the last window, min_duration, max_duration)`, as
 /// in Netflix's `WindowedLimit`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WindowConfig {
     /// Shortest window.
     pub min_duration: Duration,
@@ -123,6 +152,12 @@ pub struct WindowConfig {
     /// Samples with an RTT below this are not sampled (they still count as successes or drops).
     /// Netflix uses 100 us to ignore calls that never reached the service.
     pub min_rtt_threshold: Duration,
+    /// If set (in `(0, 1]`), the window also fills a [`LatencyHistogram`] and reports this
+    /// percentile of its RTTs as [`WindowSample::percentile_rtt`]. Costs one `fetch_add` per
+    /// sample; without it the sample path does not touch a histogram. The rank is Netflix's
+    /// `round(n * p)`; unlike Netflix's `PercentileSampleWindow`, whose fixed array ignores
+    /// the samples (RTT, in-flight, drop) that arrive once it is full, every sample counts.
+    pub percentile: Option<f64>,
 }
 
 impl WindowConfig {
@@ -133,6 +168,7 @@ impl WindowConfig {
             max_duration: Duration::ZERO,
             min_samples: 1,
             min_rtt_threshold: Duration::ZERO,
+            percentile: None,
         }
     }
 
@@ -144,6 +180,7 @@ impl WindowConfig {
             max_duration: Duration::from_secs(1),
             min_samples: 10,
             min_rtt_threshold: Duration::from_micros(100),
+            percentile: None,
         }
     }
 
@@ -156,6 +193,7 @@ impl WindowConfig {
             max_duration: Duration::from_secs(1),
             min_samples: 10,
             min_rtt_threshold: Duration::ZERO,
+            percentile: None,
         }
     }
 
@@ -166,11 +204,21 @@ impl WindowConfig {
             max_duration: Duration::MAX,
             min_samples: u32::MAX,
             min_rtt_threshold: Duration::ZERO,
+            percentile: None,
         }
     }
 
-    /// Checks `min_duration <= max_duration` and `min_samples >= 1`.
+    /// Checks `min_duration <= max_duration`, `min_samples >= 1` and a percentile in
+    /// `(0, 1]`.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(p) = self.percentile {
+            if !p.is_finite() {
+                return Err(ConfigError::NotFinite { field: "window percentile" });
+            }
+            if p <= 0.0 || p > 1.0 {
+                return Err(ConfigError::out_of_range("window percentile", p, "(0, 1]"));
+            }
+        }
         if self.min_samples == 0 {
             return Err(ConfigError::Zero { field: "window min_samples" });
         }
@@ -183,6 +231,18 @@ impl WindowConfig {
         }
         Ok(())
     }
+}
+
+/// What an algorithm asks of the window that feeds its next update. The window reads it right
+/// after each update (on the elected updater) and applies it to the windows that follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WindowRequest {
+    /// Samples of calls started before this instant are not sampled (Envoy discards samples
+    /// of requests started before a min-RTT measurement). 0: keep all.
+    pub discard_started_before: Nanos,
+    /// If set, the next window closes at its `n`-th sample whatever its duration (Envoy's
+    /// min-RTT measurement over `request_count` samples); otherwise the configured rule.
+    pub close_after_samples: Option<u32>,
 }
 
 /// A concurrency-limit algorithm.
@@ -204,6 +264,11 @@ pub trait LimitAlgorithm: Send {
     /// have set by hand since the last update). The limiter clamps the result to
     /// [`bounds`](Self::bounds).
     fn update(&mut self, sample: &WindowSample, limit: u32) -> u32;
+
+    /// What the windows after this update should do differently; the default asks nothing.
+    fn next_window(&self) -> WindowRequest {
+        WindowRequest::default()
+    }
 }
 
 impl<A: LimitAlgorithm + ?Sized> LimitAlgorithm for Box<A> {
@@ -218,6 +283,9 @@ impl<A: LimitAlgorithm + ?Sized> LimitAlgorithm for Box<A> {
     }
     fn update(&mut self, sample: &WindowSample, limit: u32) -> u32 {
         (**self).update(sample, limit)
+    }
+    fn next_window(&self) -> WindowRequest {
+        (**self).next_window()
     }
 }
 
@@ -245,5 +313,9 @@ mod tests {
         assert!(matches!(w.validate(), Err(ConfigError::MinAboveMax { .. })));
         assert_eq!(WindowConfig::never().validate(), Ok(()));
         assert_eq!(WindowConfig::per_sample().validate(), Ok(()));
+        for bad in [0.0, 1.5, f64::NAN] {
+            let w = WindowConfig { percentile: Some(bad), ..WindowConfig::netflix() };
+            assert!(w.validate().is_err(), "{bad}");
+        }
     }
 }

@@ -10,6 +10,7 @@
 use crossbeam_utils::CachePadded;
 
 use crate::clock::{Nanos, duration_to_nanos};
+use crate::limit::histogram::LatencyHistogram;
 use crate::limit::{LimitAlgorithm, WindowConfig, WindowSample};
 use crate::sync::{AtomicU32, AtomicU64, Ordering, UpdaterCell, fence, spin_hint};
 
@@ -70,7 +71,10 @@ pub(crate) struct WindowTotals {
 ///
 /// Memory ordering: accumulation is `Relaxed` (every field is self-contained); the updater
 /// election is an acquire/release pair, so each updater sees the algorithm state its
-/// predecessor left. [`Window::sampled_total`] reads through a seqlock on `epoch`.
+/// predecessor left. [`Window::sampled_total`] reads through a seqlock on `epoch`. The
+/// algorithm's [`WindowRequest`](crate::WindowRequest) is published with `Relaxed` stores: a
+/// sampler that still sees the previous request lets at most its own sample through under the
+/// old rule (Envoy's epoch check races the same way).
 #[derive(Debug)]
 pub(crate) struct Window<A> {
     accumulators: CachePadded<Accumulators>,
@@ -84,9 +88,15 @@ pub(crate) struct Window<A> {
     unsampled: AtomicU64,
     last_rtt: AtomicU64,
     last_min_rtt: AtomicU64,
+    /// Samples the open window needs: the config's, or the algorithm's `close_after_samples`.
+    min_samples: AtomicU64,
+    /// Samples of calls started before this are not sampled (the algorithm's request).
+    discard_started_before: AtomicU64,
+    /// Filled only when the config asks for a percentile, with that percentile.
+    histogram: Option<(LatencyHistogram, f64)>,
     min_duration: Nanos,
     max_duration: Nanos,
-    min_samples: u64,
+    config_min_samples: u64,
     min_rtt_threshold: Nanos,
     updater: UpdaterCell<Updater<A>>,
 }
@@ -106,9 +116,12 @@ impl<A: LimitAlgorithm> Window<A> {
             unsampled: AtomicU64::new(0),
             last_rtt: AtomicU64::new(0),
             last_min_rtt: AtomicU64::new(0),
+            min_samples: AtomicU64::new(config.min_samples.into()),
+            discard_started_before: AtomicU64::new(0),
+            histogram: config.percentile.map(|p| (LatencyHistogram::new(), p)),
             min_duration: duration_to_nanos(config.min_duration),
             max_duration: duration_to_nanos(config.max_duration),
-            min_samples: config.min_samples.into(),
+            config_min_samples: config.min_samples.into(),
             min_rtt_threshold: duration_to_nanos(config.min_rtt_threshold),
             updater: UpdaterCell::new(Updater { algorithm, drops_seen: 0 }),
         }
@@ -128,9 +141,15 @@ impl<A: LimitAlgorithm> Window<A> {
         if dropped {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        if rtt < self.min_rtt_threshold {
+        // The one load an algorithm's request adds to the sample path; `now - rtt` is the
+        // call's start.
+        let discard_before = self.discard_started_before.load(Ordering::Relaxed);
+        if rtt < self.min_rtt_threshold || now.saturating_sub(rtt) < discard_before {
             self.record_unsampled();
             return;
+        }
+        if let Some((histogram, _)) = &self.histogram {
+            histogram.record(rtt);
         }
         let acc = &*self.accumulators;
         // Extremes first, so the window this sample closes already includes them. A load before
@@ -144,7 +163,8 @@ impl<A: LimitAlgorithm> Window<A> {
         let rtt_us = (rtt.saturating_add(500) / 1000).min(RTT_CLAMP_US);
         let prev = acc.packed.fetch_add(SAMPLE_ONE | rtt_us, Ordering::Relaxed);
         let samples = (prev >> SAMPLES_SHIFT) + 1;
-        let due = samples >= self.min_samples && now >= self.next_close_at.load(Ordering::Relaxed);
+        let due = samples >= self.min_samples.load(Ordering::Relaxed)
+            && now >= self.next_close_at.load(Ordering::Relaxed);
         if due || must_force_close(prev) {
             self.try_close(now, publish);
         }
@@ -164,7 +184,7 @@ impl<A: LimitAlgorithm> Window<A> {
         let acc = &*self.accumulators;
         // Re-check under the election: the previous updater may have closed this window already.
         let packed = acc.packed.load(Ordering::Relaxed);
-        let due = packed >> SAMPLES_SHIFT >= self.min_samples
+        let due = packed >> SAMPLES_SHIFT >= self.min_samples.load(Ordering::Relaxed)
             && now >= self.next_close_at.load(Ordering::Relaxed);
         if !due && !must_force_close(packed) {
             return;
@@ -193,6 +213,14 @@ impl<A: LimitAlgorithm> Window<A> {
         let min_rtt = if min_rtt == u64::MAX { mean_rtt } else { min_rtt };
         // A single sample keeps its exact nanoseconds rather than the microsecond sum.
         let rtt = if samples == 1 { min_rtt } else { mean_rtt };
+        // A histogram whose values all raced into the next window reports the mean instead.
+        let percentile_rtt = match &self.histogram {
+            Some((histogram, p)) => match histogram.drain_percentile(*p) {
+                drained if drained.samples > 0 => drained.percentile,
+                _ => rtt,
+            },
+            None => rtt,
+        };
         let sample = WindowSample {
             now,
             samples: u32::try_from(samples).unwrap_or(u32::MAX),
@@ -200,11 +228,24 @@ impl<A: LimitAlgorithm> Window<A> {
             min_rtt,
             max_in_flight,
             did_drop,
+            percentile_rtt,
         };
         publish(&mut updater.algorithm, &sample);
 
-        let length = min_rtt.saturating_mul(2).clamp(self.min_duration, self.max_duration);
-        self.next_close_at.store(now.saturating_add(length), Ordering::Relaxed);
+        let request = updater.algorithm.next_window();
+        self.discard_started_before.store(request.discard_started_before, Ordering::Relaxed);
+        let close_at = match request.close_after_samples {
+            Some(samples) => {
+                self.min_samples.store(u64::from(samples.max(1)), Ordering::Relaxed);
+                now
+            }
+            None => {
+                self.min_samples.store(self.config_min_samples, Ordering::Relaxed);
+                let length = min_rtt.saturating_mul(2).clamp(self.min_duration, self.max_duration);
+                now.saturating_add(length)
+            }
+        };
+        self.next_close_at.store(close_at, Ordering::Relaxed);
         self.last_rtt.store(rtt, Ordering::Relaxed);
         self.last_min_rtt.store(min_rtt, Ordering::Relaxed);
     }
@@ -252,13 +293,14 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::limit::LimitBounds;
+    use crate::limit::{LimitBounds, WindowRequest};
 
     /// Records every window it is handed.
     #[derive(Debug, Default)]
     struct Recorder {
         seen: Vec<WindowSample>,
         window: Option<WindowConfig>,
+        request: WindowRequest,
     }
 
     impl LimitAlgorithm for Recorder {
@@ -274,6 +316,9 @@ mod tests {
         fn update(&mut self, sample: &WindowSample, limit: u32) -> u32 {
             self.seen.push(*sample);
             limit
+        }
+        fn next_window(&self) -> WindowRequest {
+            self.request
         }
     }
 
@@ -311,6 +356,7 @@ mod tests {
             max_duration: Duration::from_secs(1),
             min_samples: 3,
             min_rtt_threshold: Duration::ZERO,
+            percentile: None,
         };
         let w = Window::new(Recorder::default(), config);
         let ms = 1_000_000;
@@ -361,5 +407,48 @@ mod tests {
         assert!((closed_at - 1) * RTT_CLAMP_US >= FORCE_CLOSE_RTT_SUM);
         assert!((closed_at - 2) * RTT_CLAMP_US < FORCE_CLOSE_RTT_SUM);
         assert_eq!(w.totals().sampled, 200);
+    }
+
+    #[test]
+    fn percentile_windows_report_the_histogram_percentile() {
+        let config = WindowConfig { percentile: Some(0.9), ..WindowConfig::valve_default() };
+        let w = Window::new(Recorder::default(), config);
+        let ms = 1_000_000;
+        for i in 1..=10 {
+            record(&w, i * ms, 1, false, 0);
+        }
+        let seen = windows(&w);
+        // Rank round(10 * 0.9) = 9: 9 ms within 1/32; the mean stays the mean.
+        assert!(seen[0].percentile_rtt.abs_diff(9 * ms) * 32 <= 9 * ms, "{:?}", seen[0]);
+        assert_eq!(seen[0].rtt, 5_500_000);
+        // Without a percentile it is the mean.
+        let w = Window::new(Recorder::default(), WindowConfig::valve_default());
+        for i in 1..=10 {
+            record(&w, i * ms, 1, false, 0);
+        }
+        assert_eq!(windows(&w)[0].percentile_rtt, 5_500_000);
+    }
+
+    #[test]
+    fn algorithm_requests_discard_old_calls_and_close_after_a_count() {
+        let request = WindowRequest { discard_started_before: 1_000, close_after_samples: Some(3) };
+        let config =
+            WindowConfig { min_duration: Duration::from_secs(10), ..WindowConfig::valve_default() };
+        let w = Window::new(Recorder { request, ..Recorder::default() }, config);
+        // The first window closes by the config (10 samples, next_close_at 0).
+        for _ in 0..10 {
+            record(&w, 10, 1, false, 100);
+        }
+        assert_eq!(windows(&w).len(), 1);
+        // Started at 2_000 - 1_500 = 500 < 1_000: discarded.
+        record(&w, 1_500, 1, false, 2_000);
+        assert_eq!(w.totals().unsampled, 1);
+        // The next window closes at its third kept sample, long before 10 s.
+        record(&w, 10, 1, false, 2_000);
+        record(&w, 10, 1, false, 2_001);
+        assert_eq!(windows(&w).len(), 1);
+        record(&w, 10, 1, false, 2_002);
+        let seen = windows(&w);
+        assert_eq!((seen.len(), seen[1].samples), (2, 3));
     }
 }

@@ -1,0 +1,516 @@
+//! Gradient2: a limit driven by the ratio of a long-term RTT baseline to the current RTT.
+//!
+//! Contains queue growth by shrinking the limit in proportion to how far the window's RTT rose
+//! above a long exponential average of past RTTs, and growing it by a queue allowance while the
+//! two agree.
+//!
+//! Rule, per window (Netflix `Gradient2Limit.java`, evaluated in this order; `L` is a float
+//! estimate, the published limit is `trunc(L)`):
+//!
+//! ```text
+//! queue    = queue_size(trunc(L))
+//! short    = window mean RTT
+//! long     = long_rtt.add(short)          # mean of the first 10, then EMA factor 2/(600+1)
+//! if long / short > 2: long_rtt *= 0.95   # rewrites the average only; `long` keeps its value
+//! if max_in_flight < L / 2: return L      # app-limited
+//! gradient = max(0.5, min(1.0, tolerance * long / short))
+//! new = L * gradient + queue
+//! new = L * (1 - smoothing) + new * smoothing
+//! L   = max(min, min(max, new))
+//! ```
+//!
+//! The parity preset keeps that arithmetic order exactly (reference notes, section (f)): an
+//! algebraically equal order can land just below an integer and publish one less.
+//!
+//! valve's defaults fix what users hit with it:
+//! - drops back the limit off (`backoff_ratio` 0.9, or deeper if the latency rule cuts deeper;
+//!   Netflix ignores them, issue 176);
+//! - the queue allowance is only added while the window shows no queueing (RTT within 10 % of
+//!   the baseline) and the limit holds between that and the tolerance, so mild overload no
+//!   longer creeps the limit up (Netflix PR 134);
+//! - the baseline only learns from windows within 10 % of it (`baseline_band`), over 6000
+//!   windows, so it cannot follow a long overload upward; `max_healthy_rtt` optionally caps it
+//!   (failsafe-go issue 127), and after `rebaseline_after` windows at the minimum it restarts
+//!   from the current RTT, so a service that really became slower is relearnt;
+//! - slow start from a cold start, a square-root queue allowance applied unsmoothed (only
+//!   decreases are smoothed) so recovery takes a few windows, and no floor of 20.
+//!
+//! Known limit: the baseline is seeded by the first window and the band lets it rise only
+//! slowly, so with very noisy RTTs (exponential service times, windows of ten samples) it
+//! settles low and the limit under-uses the service (see `tests/limit_behaviour.rs`).
+
+use std::time::Duration;
+
+use crate::clock::duration_to_nanos;
+use crate::error::ConfigError;
+use crate::limit::slow_start::SlowStart;
+use crate::limit::{LimitAlgorithm, LimitBounds, WindowConfig, WindowSample};
+
+/// How many calls beyond the no-queue level the limit probes for, as a function of the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueSize {
+    /// A constant allowance (Netflix Gradient2: 4).
+    Fixed(u32),
+    /// `max(floor, floor(sqrt(limit)))` (Netflix `SquareRootFunction`, GradientLimit v1).
+    SquareRoot {
+        /// The smallest allowance.
+        floor: u32,
+    },
+}
+
+impl QueueSize {
+    fn at(self, limit: u32) -> f64 {
+        match self {
+            Self::Fixed(q) => f64::from(q),
+            Self::SquareRoot { floor } => f64::from(floor.max(f64::from(limit).sqrt() as u32)),
+        }
+    }
+}
+
+/// Configuration of a [`Gradient2`] limit. Start from [`Gradient2Config::default`] (valve
+/// defaults) or [`Gradient2Config::netflix`] (reference parity) and change fields.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gradient2Config {
+    /// Limit before the first window.
+    pub initial_limit: u32,
+    /// Smallest limit.
+    pub min_limit: u32,
+    /// Largest limit.
+    pub max_limit: u32,
+    /// Weight of the new estimate against the current limit, in `(0, 1]`.
+    pub smoothing: f64,
+    /// Whether increases are smoothed too (Netflix: yes; valve: only decreases, as
+    /// congestion-limiter, so recovery is not five times slower than the allowance).
+    pub smooth_increases: bool,
+    /// The allowance added per window.
+    pub queue_size: QueueSize,
+    /// Whether the allowance is added only when the window shows no queueing: its RTT within
+    /// `baseline_band` of the long RTT (or gradient 1 without a band). Between that and the
+    /// tolerance the limit holds.
+    pub queue_only_when_unqueued: bool,
+    /// How far the short RTT may rise above the long one before the limit shrinks, at least 1.
+    pub rtt_tolerance: f64,
+    /// Samples (windows) the long-RTT exponential average spans, at least 1.
+    pub long_window: u32,
+    /// Windows averaged plainly before the exponential average starts.
+    pub long_warmup: u32,
+    /// Factor applied to the long RTT when it is more than twice the short one, in `(0, 1]`
+    /// (Java 0.95, Go port 0.9).
+    pub long_rtt_decay: f64,
+    /// If set, the long RTT learns only from windows whose RTT is at most `(1 + band)` times
+    /// it (valve: 0.1), so a long overload cannot pull the baseline up after it; `None` learns
+    /// from every window (Netflix). The same band marks a window as unqueued for
+    /// `queue_only_when_unqueued`.
+    pub baseline_band: Option<f64>,
+    /// An upper bound on the long RTT, if set (failsafe-go issue 127's `maxHealthyRTT`).
+    pub max_healthy_rtt: Option<Duration>,
+    /// After this many consecutive windows that leave the limit at `min_limit`, the long RTT
+    /// restarts from the current RTT (0: never). Lets a baseline that cannot follow a queueing
+    /// RTT up (see `baseline_band`) relearn a service that really became slower.
+    pub rebaseline_after: u32,
+    /// Factor applied on a window with a drop, in `[0.5, 1)`; `None` ignores drops (Netflix).
+    pub backoff_ratio: Option<f64>,
+    /// Exponential growth until the first signal (see `slow_start.rs`).
+    pub slow_start: bool,
+    /// How samples are aggregated.
+    pub window: WindowConfig,
+}
+
+impl Gradient2Config {
+    /// Netflix `Gradient2Limit` defaults (initial 20, min 20, max 200, smoothing 0.2, queue 4,
+    /// long window 600 with 10 warm-up samples, tolerance 1.5, decay 0.95, drops ignored) behind
+    /// Netflix `WindowedLimit` defaults, as it is deployed. For the bare per-sample limit, set
+    /// `window` to [`WindowConfig::per_sample`].
+    pub const fn netflix() -> Self {
+        Self {
+            initial_limit: 20,
+            min_limit: 20,
+            max_limit: 200,
+            smoothing: 0.2,
+            smooth_increases: true,
+            queue_size: QueueSize::Fixed(4),
+            queue_only_when_unqueued: false,
+            rtt_tolerance: 1.5,
+            long_window: 600,
+            long_warmup: 10,
+            long_rtt_decay: 0.95,
+            baseline_band: None,
+            max_healthy_rtt: None,
+            rebaseline_after: 0,
+            backoff_ratio: None,
+            slow_start: false,
+            window: WindowConfig::netflix(),
+        }
+    }
+}
+
+impl Default for Gradient2Config {
+    /// valve defaults: see the module documentation. Tolerance 1.25 keeps in-flight
+    /// within a quarter of the service's concurrency under sustained overload (Netflix's 1.5
+    /// lets it queue half as much again); queue allowance `max(4, sqrt L)`, band 0.1, long
+    /// window 6000, re-baseline after 5 windows at the minimum, min 1, max 1000, valve windows.
+    fn default() -> Self {
+        Self {
+            min_limit: 1,
+            max_limit: 1000,
+            smooth_increases: false,
+            queue_size: QueueSize::SquareRoot { floor: 4 },
+            queue_only_when_unqueued: true,
+            rtt_tolerance: 1.25,
+            baseline_band: Some(0.1),
+            long_window: 6000,
+            rebaseline_after: 5,
+            backoff_ratio: Some(0.9),
+            slow_start: true,
+            window: WindowConfig::valve_default(),
+            ..Self::netflix()
+        }
+    }
+}
+
+/// Netflix `ExpAvgMeasurement`: a plain mean over the first `warmup` values, then an
+/// exponential average with factor `2 / (window + 1)`.
+#[derive(Debug, Clone, PartialEq)]
+struct ExpAvg {
+    factor: f64,
+    warmup: u32,
+    count: u32,
+    sum: f64,
+    value: f64,
+}
+
+impl ExpAvg {
+    fn new(window: u32, warmup: u32) -> Self {
+        Self { factor: 2.0 / (f64::from(window) + 1.0), warmup, count: 0, sum: 0.0, value: 0.0 }
+    }
+
+    fn add(&mut self, x: f64) -> f64 {
+        if self.count < self.warmup {
+            self.count += 1;
+            self.sum += x;
+            self.value = self.sum / f64::from(self.count);
+        } else {
+            self.value = self.value * (1.0 - self.factor) + x * self.factor;
+        }
+        self.value
+    }
+
+    fn reset_to(&mut self, x: f64) {
+        *self = Self { count: 1, sum: x, value: x, ..*self };
+    }
+
+    fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+/// A Gradient2 limit. See the module documentation for the rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gradient2 {
+    config: Gradient2Config,
+    bounds: LimitBounds,
+    max_healthy_rtt: f64,
+    /// The float limit; the published limit is its truncation.
+    estimate: f64,
+    /// What this algorithm last returned: a different limit in force was set by hand.
+    published: u32,
+    long_rtt: ExpAvg,
+    slow_start: SlowStart,
+    windows_at_min: u32,
+}
+
+impl Gradient2 {
+    /// Validates `config`: `1 <= min <= initial <= max`, smoothing in `(0, 1]`, tolerance
+    /// `>= 1`, decay in `(0, 1]`, backoff in `[0.5, 1)`, non-zero long window and healthy RTT,
+    /// a non-zero fixed queue allowance is allowed to be 0, a valid window.
+    pub fn new(config: Gradient2Config) -> Result<Self, ConfigError> {
+        let bounds = LimitBounds::new(config.min_limit, config.max_limit)?;
+        bounds.check_initial(config.initial_limit)?;
+        check_positive_fraction("smoothing", config.smoothing)?;
+        check_positive_fraction("long_rtt_decay", config.long_rtt_decay)?;
+        if !config.rtt_tolerance.is_finite() {
+            return Err(ConfigError::NotFinite { field: "rtt_tolerance" });
+        }
+        if config.rtt_tolerance < 1.0 {
+            return Err(ConfigError::out_of_range(
+                "rtt_tolerance",
+                config.rtt_tolerance,
+                "[1, inf)",
+            ));
+        }
+        if config.long_window == 0 {
+            return Err(ConfigError::Zero { field: "long_window" });
+        }
+        if let Some(band) = config.baseline_band {
+            ConfigError::check_ratio("baseline_band", band, 0.0, 1.0, true, "[0, 1]")?;
+        }
+        if let Some(ratio) = config.backoff_ratio {
+            ConfigError::check_ratio("backoff_ratio", ratio, 0.5, 1.0, false, "[0.5, 1)")?;
+        }
+        let max_healthy_rtt = match config.max_healthy_rtt {
+            Some(d) if d.is_zero() => return Err(ConfigError::Zero { field: "max_healthy_rtt" }),
+            Some(d) => duration_to_nanos(d) as f64,
+            None => f64::INFINITY,
+        };
+        config.window.validate()?;
+        Ok(Self {
+            config,
+            bounds,
+            max_healthy_rtt,
+            estimate: f64::from(config.initial_limit),
+            published: config.initial_limit,
+            long_rtt: ExpAvg::new(config.long_window, config.long_warmup),
+            slow_start: SlowStart::new(config.slow_start),
+            windows_at_min: 0,
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Gradient2Config {
+        &self.config
+    }
+
+    /// The long-RTT baseline in nanoseconds (0 before the first window).
+    pub fn long_rtt(&self) -> f64 {
+        self.long_rtt.value
+    }
+
+    fn learn_baseline(&mut self, short: f64) -> f64 {
+        let c = &self.config;
+        let long = if self.long_rtt.is_empty()
+            || c.baseline_band.is_none_or(|band| short <= self.long_rtt.value * (1.0 + band))
+        {
+            self.long_rtt.add(short)
+        } else {
+            self.long_rtt.value
+        };
+        if long > self.max_healthy_rtt {
+            self.long_rtt.value = self.max_healthy_rtt;
+            return self.max_healthy_rtt;
+        }
+        long
+    }
+
+    fn publish(&mut self, estimate: f64) -> u32 {
+        self.estimate = estimate;
+        // `as` truncates toward zero (and saturates), as Java's `(int)` cast.
+        self.published = self.bounds.clamp(estimate as u32);
+        if self.published == self.bounds.min {
+            self.windows_at_min = self.windows_at_min.saturating_add(1);
+        } else {
+            self.windows_at_min = 0;
+        }
+        self.published
+    }
+}
+
+fn check_positive_fraction(field: &'static str, value: f64) -> Result<(), ConfigError> {
+    if !value.is_finite() {
+        return Err(ConfigError::NotFinite { field });
+    }
+    if value <= 0.0 || value > 1.0 {
+        return Err(ConfigError::out_of_range(field, value, "(0, 1]"));
+    }
+    Ok(())
+}
+
+impl Default for Gradient2 {
+    fn default() -> Self {
+        Self::new(Gradient2Config::default()).expect("valve's Gradient2 defaults are valid")
+    }
+}
+
+impl LimitAlgorithm for Gradient2 {
+    fn initial_limit(&self) -> u32 {
+        self.config.initial_limit
+    }
+
+    fn bounds(&self) -> LimitBounds {
+        self.bounds
+    }
+
+    fn window(&self) -> WindowConfig {
+        self.config.window
+    }
+
+    fn update(&mut self, sample: &WindowSample, limit: u32) -> u32 {
+        if limit != self.published {
+            self.estimate = f64::from(limit);
+        }
+        let c = self.config;
+        let rebaseline = c.rebaseline_after != 0 && self.windows_at_min >= c.rebaseline_after;
+        let queue = c.queue_size.at(self.estimate as u32);
+        // A zero RTT (possible with no RTT threshold) carries no latency information: it is
+        // taken as 1 ns so the ratios below stay finite.
+        let short = (sample.rtt as f64).max(1.0);
+        if rebaseline {
+            self.long_rtt.reset_to(short);
+            self.windows_at_min = 0;
+        }
+        let long = self.learn_baseline(short);
+        if long / short > 2.0 {
+            self.long_rtt.value *= c.long_rtt_decay;
+        }
+        let latency_signal = c.rtt_tolerance * long / short < 1.0;
+        let in_flight = f64::from(sample.max_in_flight);
+        let estimate = self.estimate;
+
+        if let Some(next) =
+            self.slow_start.next(limit, sample.max_in_flight, sample.did_drop || latency_signal)
+        {
+            return self.publish(f64::from(self.bounds.clamp(next)));
+        }
+        // A drop backs off by the ratio, or by the latency rule below if that cuts deeper
+        // (timeouts under collapse carry both signals).
+        let drop_cap = match (sample.did_drop, c.backoff_ratio) {
+            (true, Some(ratio)) => estimate * ratio,
+            _ => f64::INFINITY,
+        };
+        if in_flight < estimate / 2.0 && drop_cap.is_infinite() {
+            return self.publish(estimate);
+        }
+        let gradient = (c.rtt_tolerance * long / short).clamp(0.5, 1.0);
+        let unqueued = match c.baseline_band {
+            Some(band) => short <= long * (1.0 + band),
+            None => gradient >= 1.0,
+        };
+        let allowance = if c.queue_only_when_unqueued && !unqueued { 0.0 } else { queue };
+        let mut next = estimate * gradient + allowance;
+        if c.smooth_increases || next < estimate {
+            next = estimate * (1.0 - c.smoothing) + next * c.smoothing;
+        }
+        // Netflix's order, `max(min, min(max, x))`; equal to a clamp for valid bounds.
+        #[allow(clippy::manual_clamp)]
+        let next = next.min(drop_cap).min(f64::from(c.max_limit)).max(f64::from(c.min_limit));
+        self.publish(next)
+    }
+}
+
+#[cfg(all(test, not(valve_loom)))]
+mod tests {
+    use super::*;
+    use crate::clock::Nanos;
+
+    const MS: Nanos = 1_000_000;
+
+    fn run(g: &mut Gradient2, steps: &[(Nanos, u32, bool)]) -> Vec<u32> {
+        let mut limit = g.published;
+        steps
+            .iter()
+            .map(|&(rtt, in_flight, drop)| {
+                limit = g.update(&WindowSample::single(0, rtt, in_flight, drop), limit);
+                limit
+            })
+            .collect()
+    }
+
+    /// Golden vector derived by hand from Netflix `Gradient2Limit` (defaults: initial 20, min
+    /// 20, max 200, smoothing 0.2, queue 4, window 600 / warm-up 10, tolerance 1.5, decay 0.95),
+    /// computed in doubles in the reference's order (a Python model of the Java method).
+    #[test]
+    fn netflix_preset_golden_vector() {
+        let mut g = Gradient2::new(Gradient2Config::netflix()).unwrap();
+        let steps = [
+            (10 * MS, 10, false),  // 10 < 20/2 is false: 20*0.8 + 24*0.2 = 20.8
+            (10 * MS, 20, true),   // drops are ignored: 21.6
+            (10 * MS, 9, false),   // 9 < 10.8: app-limited, hold 21.6
+            (40 * MS, 20, false),  // long = mean 17.5 ms, g = 0.65625: 20.915
+            (40 * MS, 20, false),  // long 22 ms, g = 0.825: 20.982975
+            (5 * MS, 20, false),   // long 19.17 ms > 2 x 5 ms: decay, g = 1 on the undecayed value
+            (10 * MS, 21, false),  // warm-up mean 125/7 discards the decay: 22.582975
+            (10 * MS, 21, false),  // 23.382975
+            (10 * MS, 21, false),  // 24.182975
+            (10 * MS, 21, false),  // 10th warm-up sample, long = 15.5 ms: 24.982975
+            (10 * MS, 21, false),  // first EMA step: 25.782975
+            (100 * MS, 21, false), // g = 0.5 (clamped): 24.0046775
+            (100 * MS, 21, false), // 22.40420975
+            (MS, 30, false),       // long 16.04 ms > 2 ms: decayed after warm-up, kept
+            (10 * MS, 30, false),  // EMA from the decayed value 15.19 ms: 24.00420975
+        ];
+        let limits = run(&mut g, &steps);
+        assert_eq!(limits, vec![20, 21, 21, 20, 20, 21, 22, 23, 24, 24, 25, 24, 22, 23, 24]);
+        assert!((g.long_rtt() - 15_176_274.233_111_959).abs() < 1e-3, "{}", g.long_rtt());
+        assert!((g.estimate - 24.004_209_750_000_015).abs() < 1e-12);
+    }
+
+    /// Netflix's own unit tests use per-sample updates; the parity preset reproduces their
+    /// shape: steady RTT grows the limit by smoothing x queue per sample, and the floor of 20
+    /// holds under any latency.
+    #[test]
+    fn netflix_preset_matches_reference_unit_test_shape() {
+        let mut g = Gradient2::new(Gradient2Config {
+            window: WindowConfig::per_sample(),
+            ..Gradient2Config::netflix()
+        })
+        .unwrap();
+        let grown = run(&mut g, &[(10 * MS, 100, false); 10]);
+        assert_eq!(grown, vec![20, 21, 22, 23, 24, 24, 25, 26, 27, 28]);
+        let shed = run(&mut g, &[(1000 * MS, 100, false); 50]);
+        assert_eq!(*shed.last().unwrap(), 20);
+    }
+
+    #[test]
+    fn valve_defaults_slow_start_back_off_on_drops_and_do_not_creep() {
+        let mut g = Gradient2::default();
+        // Slow start doubles while used and unqueued.
+        assert_eq!(run(&mut g, &[(10 * MS, 20, false), (10 * MS, 40, false)]), vec![40, 80]);
+        // Queueing ends it: g = 1.25 * 10 / 16 = 0.78, smoothed decrease.
+        let next = run(&mut g, &[(16 * MS, 80, false)]);
+        assert_eq!(next, vec![76]); // 80 * 0.8 + 62.5 * 0.2 = 76.5
+        // Queueing every window (gradient 0.8): the limit only shrinks, no allowance is added.
+        let held = run(&mut g, &[(15_625 * MS / 1000, 76, false); 10]);
+        assert!(held.windows(2).all(|w| w[1] <= w[0]), "{held:?}");
+        // The baseline did not follow the queueing RTT up.
+        assert_eq!(g.long_rtt(), 10.0 * MS as f64);
+        // A drop backs off by 0.9 whatever the latency says.
+        let estimate = g.estimate;
+        let after = run(&mut g, &[(10 * MS, 76, true)])[0];
+        assert_eq!(after, (estimate * 0.9) as u32);
+    }
+
+    #[test]
+    fn baseline_relearns_after_windows_at_the_minimum_and_respects_the_ceiling() {
+        let config = Gradient2Config {
+            initial_limit: 4,
+            slow_start: false,
+            max_healthy_rtt: Some(Duration::from_millis(50)),
+            ..Gradient2Config::default()
+        };
+        let mut g = Gradient2::new(config).unwrap();
+        run(&mut g, &[(10 * MS, 4, false)]);
+        // The service becomes 4x slower for good: the limit falls to 1 and stays there until
+        // five windows at the minimum restart the baseline from 40 ms: growth again.
+        let limits = run(&mut g, &[(40 * MS, 40, false); 40]);
+        let first_min = limits.iter().position(|&l| l == 1).unwrap();
+        assert!(limits[first_min..first_min + 5].iter().all(|&l| l == 1), "{limits:?}");
+        assert!(limits[first_min + 5] > 1, "{limits:?}");
+        assert_eq!(g.long_rtt(), 40.0 * MS as f64);
+        // The ceiling caps any baseline.
+        run(&mut g, &[(500 * MS, 4, false); 1]);
+        g.long_rtt.reset_to(500.0 * MS as f64);
+        run(&mut g, &[(500 * MS, 4, false); 1]);
+        assert_eq!(g.long_rtt(), 50.0 * MS as f64);
+    }
+
+    #[test]
+    fn invalid_configs_are_typed_errors() {
+        let base = Gradient2Config::default();
+        let bad = [
+            Gradient2Config { min_limit: 30, max_limit: 10, initial_limit: 10, ..base },
+            Gradient2Config { initial_limit: 0, ..base },
+            Gradient2Config { smoothing: 0.0, ..base },
+            Gradient2Config { smoothing: f64::NAN, ..base },
+            Gradient2Config { rtt_tolerance: 0.9, ..base },
+            Gradient2Config { rtt_tolerance: f64::INFINITY, ..base },
+            Gradient2Config { long_window: 0, ..base },
+            Gradient2Config { long_rtt_decay: 1.5, ..base },
+            Gradient2Config { backoff_ratio: Some(1.0), ..base },
+            Gradient2Config { max_healthy_rtt: Some(Duration::ZERO), ..base },
+            Gradient2Config { window: WindowConfig { min_samples: 0, ..base.window }, ..base },
+        ];
+        for config in bad {
+            assert!(Gradient2::new(config).is_err(), "{config:?} was accepted");
+        }
+        assert!(Gradient2::new(Gradient2Config::netflix()).is_ok());
+    }
+}

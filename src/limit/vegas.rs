@@ -1,0 +1,462 @@
+//! Vegas: a limit driven by an estimate of the queue the limit builds at the service.
+//!
+//! Contains queue growth by estimating how many admitted calls are waiting rather than being
+//! served, `queue = ceil(L * (1 - rtt_noload / rtt))`, and steering the limit so that queue stays
+//! between `alpha` and `beta` (TCP Vegas, applied to concurrency).
+//!
+//! Rule, per window (Netflix `VegasLimit.java`, evaluated in this order; `L` is a float
+//! estimate, the published limit is `trunc(L)`, `log10(x)` is `max(1, floor(log10 x))` on
+//! `trunc(L)`):
+//!
+//! ```text
+//! probe_count += 1
+//! if jitter * probe_multiplier * L <= probe_count:     # jitter uniform in [0.5, 1)
+//!     new jitter; probe_count = 0; rtt_noload = rtt; return L
+//! if rtt_noload == 0 or rtt < rtt_noload: rtt_noload = rtt; return L
+//! queue = ceil(L * (1 - rtt_noload / rtt))
+//! if did_drop:                  new = decrease(L)
+//! elif max_in_flight * 2 < L:   return L               # app-limited
+//! elif queue <= log10(L):       new = L + beta         # no queueing: grow fast
+//! elif queue < alpha:           new = L + log10(L)
+//! elif queue > beta:            new = decrease(L)
+//! else:                         return L
+//! new = max(1, min(max, new)); L = (1 - smoothing) * L + smoothing * new
+//! ```
+//!
+//! with `alpha = 3 * log10(L)`, `beta = 6 * log10(L)` and `decrease(L) = L - log10(L)`.
+//!
+//! valve's defaults: no periodic probe (a probe takes the RTT of the moment as the no-load RTT,
+//! so under a long overload the baseline follows the queue up; Netflix issue 165 asks to pin
+//! it); instead, after `rebaseline_after` windows at the minimum the baseline restarts from the
+//! current RTT. A queue above `beta` cuts the limit straight to the estimated no-queue level
+//! plus `alpha` instead of by one per window, drops back off by 0.9 (or by that cut if it is
+//! deeper), and slow start replaces the first windows' linear climb.
+//!
+//! Known limit, shared with Netflix's Vegas: the no-load RTT is a minimum of window RTTs, so
+//! with very noisy RTTs (exponential service times) it sits far below the typical RTT and the
+//! limit collapses towards the minimum (see `tests/limit_behaviour.rs`).
+
+use crate::error::ConfigError;
+use crate::limit::rng::SplitMix64;
+use crate::limit::slow_start::SlowStart;
+use crate::limit::{LimitAlgorithm, LimitBounds, WindowConfig, WindowSample};
+
+/// How a Vegas limit shrinks when the queue passes `beta` (and on drops, unless
+/// [`VegasConfig::backoff_ratio`] is set).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum VegasDecrease {
+    /// `L - log10(L)` (Netflix).
+    Log10,
+    /// `L * ratio`, ratio in `(0, 1)` (Netflix's builder accepts any function; this covers its
+    /// tests' halving).
+    Ratio(f64),
+    /// `L - queue + alpha`: straight to the estimated no-queue level plus `alpha`, never below
+    /// half the limit (valve).
+    ToEstimate,
+}
+
+/// Configuration of a [`Vegas`] limit. Start from [`VegasConfig::default`] (valve defaults) or
+/// [`VegasConfig::netflix`] (reference parity) and change fields.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VegasConfig {
+    /// Limit before the first window.
+    pub initial_limit: u32,
+    /// Smallest limit (Netflix: 1).
+    pub min_limit: u32,
+    /// Largest limit.
+    pub max_limit: u32,
+    /// Queue below which the limit grows by `log10(L)`.
+    pub alpha: u32,
+    /// Queue above which the limit shrinks; also the fast growth step.
+    pub beta: u32,
+    /// Whether `alpha` and `beta` are multiplied by `log10(L)` (Netflix's defaults) or constant
+    /// (Netflix's builder `alpha(n)`/`beta(n)`).
+    pub log10_scaled: bool,
+    /// Weight of the new limit against the current one, in `(0, 1]`.
+    pub smoothing: f64,
+    /// Probe every `jitter * probe_multiplier * L` windows, taking that window's RTT as the
+    /// no-load RTT; `None`: never probe.
+    pub probe_multiplier: Option<u32>,
+    /// How the limit shrinks.
+    pub decrease: VegasDecrease,
+    /// Factor applied on a window with a drop, in `[0.5, 1)`; `None` applies `decrease`.
+    pub backoff_ratio: Option<f64>,
+    /// After this many consecutive windows that leave the limit at `min_limit`, the no-load RTT
+    /// restarts from the current RTT (0: never).
+    pub rebaseline_after: u32,
+    /// Exponential growth until the first signal (see `slow_start.rs`); the latency signal is
+    /// a queue of `alpha` or more.
+    pub slow_start: bool,
+    /// Seed of the probe jitter.
+    pub seed: u64,
+    /// How samples are aggregated.
+    pub window: WindowConfig,
+}
+
+impl VegasConfig {
+    /// Netflix `VegasLimit` defaults (initial 20, max 1000, alpha 3 and beta 6 scaled by
+    /// log10, smoothing 1, probe multiplier 30), per sample: Netflix's limiters use
+    /// `VegasLimit` unwindowed by default.
+    pub const fn netflix() -> Self {
+        Self {
+            initial_limit: 20,
+            min_limit: 1,
+            max_limit: 1000,
+            alpha: 3,
+            beta: 6,
+            log10_scaled: true,
+            smoothing: 1.0,
+            probe_multiplier: Some(30),
+            decrease: VegasDecrease::Log10,
+            backoff_ratio: None,
+            rebaseline_after: 0,
+            slow_start: false,
+            seed: 0x5EED,
+            window: WindowConfig::per_sample(),
+        }
+    }
+}
+
+impl Default for VegasConfig {
+    /// valve defaults: see the module documentation; valve windows.
+    fn default() -> Self {
+        Self {
+            probe_multiplier: None,
+            decrease: VegasDecrease::ToEstimate,
+            backoff_ratio: Some(0.9),
+            rebaseline_after: 5,
+            slow_start: true,
+            window: WindowConfig::valve_default(),
+            ..Self::netflix()
+        }
+    }
+}
+
+/// A Vegas limit. See the module documentation for the rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vegas {
+    config: VegasConfig,
+    bounds: LimitBounds,
+    /// The float limit; the published limit is its truncation.
+    estimate: f64,
+    /// What this algorithm last returned: a different limit in force was set by hand.
+    published: u32,
+    /// No-load RTT in nanoseconds; 0 until the first window.
+    rtt_noload: u64,
+    probe_count: u64,
+    probe_jitter: f64,
+    rng: SplitMix64,
+    slow_start: SlowStart,
+    windows_at_min: u32,
+}
+
+/// Netflix `Log10RootIntFunction`: `max(1, floor(log10 x))`, exact at powers of ten.
+fn log10_floor(x: u32) -> u32 {
+    x.checked_ilog10().unwrap_or(0).max(1)
+}
+
+impl Vegas {
+    /// Validates `config`: `1 <= min <= initial <= max`, `1 <= alpha <= beta`, smoothing in
+    /// `(0, 1]`, a non-zero probe multiplier, ratios in range, a valid window.
+    pub fn new(config: VegasConfig) -> Result<Self, ConfigError> {
+        let bounds = LimitBounds::new(config.min_limit, config.max_limit)?;
+        bounds.check_initial(config.initial_limit)?;
+        if config.alpha == 0 {
+            return Err(ConfigError::Zero { field: "alpha" });
+        }
+        if config.alpha > config.beta {
+            return Err(ConfigError::MinAboveMax {
+                field: "vegas alpha/beta",
+                min: config.alpha.into(),
+                max: config.beta.into(),
+            });
+        }
+        if !config.smoothing.is_finite() {
+            return Err(ConfigError::NotFinite { field: "smoothing" });
+        }
+        if config.smoothing <= 0.0 || config.smoothing > 1.0 {
+            return Err(ConfigError::out_of_range("smoothing", config.smoothing, "(0, 1]"));
+        }
+        if config.probe_multiplier == Some(0) {
+            return Err(ConfigError::Zero { field: "probe_multiplier" });
+        }
+        if let VegasDecrease::Ratio(r) = config.decrease {
+            if !r.is_finite() {
+                return Err(ConfigError::NotFinite { field: "decrease ratio" });
+            }
+            if r <= 0.0 || r >= 1.0 {
+                return Err(ConfigError::out_of_range("decrease ratio", r, "(0, 1)"));
+            }
+        }
+        if let Some(ratio) = config.backoff_ratio {
+            ConfigError::check_ratio("backoff_ratio", ratio, 0.5, 1.0, false, "[0.5, 1)")?;
+        }
+        config.window.validate()?;
+        let mut rng = SplitMix64::new(config.seed);
+        let probe_jitter = rng.range_f64(0.5, 1.0);
+        Ok(Self {
+            config,
+            bounds,
+            estimate: f64::from(config.initial_limit),
+            published: config.initial_limit,
+            rtt_noload: 0,
+            probe_count: 0,
+            probe_jitter,
+            rng,
+            slow_start: SlowStart::new(config.slow_start),
+            windows_at_min: 0,
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &VegasConfig {
+        &self.config
+    }
+
+    /// The no-load RTT in nanoseconds (0 before the first window).
+    pub fn rtt_noload(&self) -> u64 {
+        self.rtt_noload
+    }
+
+    fn thresholds(&self) -> (u32, u32, u32) {
+        let log = log10_floor(self.estimate as u32);
+        let scale = if self.config.log10_scaled { log } else { 1 };
+        (self.config.alpha.saturating_mul(scale), self.config.beta.saturating_mul(scale), log)
+    }
+
+    fn decrease(&self, queue: f64) -> f64 {
+        let l = self.estimate;
+        match self.config.decrease {
+            VegasDecrease::Log10 => l - f64::from(log10_floor(l as u32)),
+            VegasDecrease::Ratio(r) => l * r,
+            VegasDecrease::ToEstimate => (l - queue + f64::from(self.thresholds().0)).max(l / 2.0),
+        }
+    }
+
+    fn publish(&mut self, estimate: f64) -> u32 {
+        self.estimate = estimate;
+        // `as` truncates toward zero (and saturates), as Java's `(int)` cast.
+        self.published = self.bounds.clamp(estimate as u32);
+        if self.published == self.bounds.min {
+            self.windows_at_min = self.windows_at_min.saturating_add(1);
+        } else {
+            self.windows_at_min = 0;
+        }
+        self.published
+    }
+
+    fn hold(&mut self) -> u32 {
+        self.publish(self.estimate)
+    }
+}
+
+impl Default for Vegas {
+    fn default() -> Self {
+        Self::new(VegasConfig::default()).expect("valve's Vegas defaults are valid")
+    }
+}
+
+impl LimitAlgorithm for Vegas {
+    fn initial_limit(&self) -> u32 {
+        self.config.initial_limit
+    }
+
+    fn bounds(&self) -> LimitBounds {
+        self.bounds
+    }
+
+    fn window(&self) -> WindowConfig {
+        self.config.window
+    }
+
+    fn update(&mut self, sample: &WindowSample, limit: u32) -> u32 {
+        if limit != self.published {
+            self.estimate = f64::from(limit);
+        }
+        let c = self.config;
+        let rtt = sample.rtt;
+        // Netflix rejects a zero RTT with an exception; here it carries no information.
+        if rtt == 0 {
+            return self.hold();
+        }
+        if let Some(multiplier) = c.probe_multiplier {
+            self.probe_count += 1;
+            if self.probe_jitter * f64::from(multiplier) * self.estimate <= self.probe_count as f64
+            {
+                self.probe_jitter = self.rng.range_f64(0.5, 1.0);
+                self.probe_count = 0;
+                self.rtt_noload = rtt;
+                return self.hold();
+            }
+        }
+        if c.rebaseline_after != 0 && self.windows_at_min >= c.rebaseline_after {
+            self.windows_at_min = 0;
+            self.rtt_noload = rtt;
+            return self.hold();
+        }
+        if self.rtt_noload == 0 || rtt < self.rtt_noload {
+            self.rtt_noload = rtt;
+            return self.hold();
+        }
+        let queue = (self.estimate * (1.0 - self.rtt_noload as f64 / rtt as f64)).ceil();
+        let (alpha, beta, threshold) = self.thresholds();
+        let signal = sample.did_drop || queue >= f64::from(alpha);
+        if let Some(next) = self.slow_start.next(limit, sample.max_in_flight, signal) {
+            return self.publish(f64::from(self.bounds.clamp(next)));
+        }
+
+        let new = if sample.did_drop {
+            match c.backoff_ratio {
+                // The ratio, or the queue rule if that cuts deeper (timeouts under collapse).
+                Some(ratio) if queue > f64::from(beta) => {
+                    (self.estimate * ratio).min(self.decrease(queue))
+                }
+                Some(ratio) => self.estimate * ratio,
+                None => self.decrease(queue),
+            }
+        } else if f64::from(sample.max_in_flight) * 2.0 < self.estimate {
+            return self.hold();
+        } else if queue <= f64::from(threshold) {
+            self.estimate + f64::from(beta)
+        } else if queue < f64::from(alpha) {
+            self.estimate + f64::from(threshold)
+        } else if queue > f64::from(beta) {
+            self.decrease(queue)
+        } else {
+            return self.hold();
+        };
+        // Netflix clamps to [1, max] before smoothing; valve's own minimum is applied on
+        // publishing.
+        #[allow(clippy::manual_clamp)]
+        let new = new.min(f64::from(c.max_limit)).max(1.0);
+        let smoothed = (1.0 - c.smoothing) * self.estimate + c.smoothing * new;
+        self.publish(smoothed.max(f64::from(c.min_limit)))
+    }
+}
+
+#[cfg(all(test, not(valve_loom)))]
+mod tests {
+    use super::*;
+    use crate::clock::Nanos;
+
+    const MS: Nanos = 1_000_000;
+
+    fn run(v: &mut Vegas, steps: &[(Nanos, u32, bool)]) -> Vec<u32> {
+        let mut limit = v.published;
+        steps
+            .iter()
+            .map(|&(rtt, in_flight, drop)| {
+                limit = v.update(&WindowSample::single(0, rtt, in_flight, drop), limit);
+                limit
+            })
+            .collect()
+    }
+
+    fn netflix_unit_test_limit(initial: u32, max: u32) -> Vegas {
+        Vegas::new(VegasConfig {
+            initial_limit: initial,
+            max_limit: max,
+            log10_scaled: false,
+            ..VegasConfig::netflix()
+        })
+        .unwrap()
+    }
+
+    /// Netflix's `VegasLimitTest` (alpha 3, beta 6 constant, smoothing 1, initial 10, max 20):
+    /// the first sample only sets the no-load RTT.
+    #[test]
+    fn reference_unit_tests_pass() {
+        let mut v = netflix_unit_test_limit(10, 20);
+        assert_eq!(run(&mut v, &[(10 * MS, 10, false), (10 * MS, 11, false)]), vec![10, 16]);
+        let mut v = netflix_unit_test_limit(10, 20);
+        assert_eq!(run(&mut v, &[(10 * MS, 10, false), (50 * MS, 11, false)]), vec![10, 9]);
+        let mut v = netflix_unit_test_limit(10, 20);
+        assert_eq!(run(&mut v, &[(10 * MS, 10, false), (14 * MS, 14, false)]), vec![10, 10]);
+        // `decreaseSmoothing`: halving, smoothing 0.5, initial 100, log10-scaled thresholds.
+        let mut v = Vegas::new(VegasConfig {
+            initial_limit: 100,
+            max_limit: 200,
+            smoothing: 0.5,
+            decrease: VegasDecrease::Ratio(0.5),
+            ..VegasConfig::netflix()
+        })
+        .unwrap();
+        let steps = [(20 * MS, 100, false), (50 * MS, 100, false), (50 * MS, 100, false)];
+        assert_eq!(run(&mut v, &steps), vec![100, 75, 56]);
+    }
+
+    /// Golden vector derived by hand from Netflix `VegasLimit` with its defaults (initial 20,
+    /// alpha 3 / beta 6 scaled by log10, smoothing 1, probe multiplier 30), with the preset's
+    /// seeded jitter (first draw 0.519424...).
+    #[test]
+    fn netflix_preset_golden_vector() {
+        let mut v = Vegas::new(VegasConfig::netflix()).unwrap();
+        let steps = [
+            (10 * MS, 20, false), // first sample: rtt_noload = 10 ms, hold
+            (10 * MS, 20, false), // queue 0 <= log10 = 1: 20 + beta 6
+            (10 * MS, 5, false),  // 5 * 2 < 26: app-limited
+            (12 * MS, 26, false), // queue ceil(4.33) = 5 in [3, 6]: hold
+            (15 * MS, 26, false), // queue 9 > 6: 26 - 1
+            (30 * MS, 26, false), // queue 17: 24
+            (11 * MS, 26, true),  // drop: 23
+            (11 * MS, 25, false), // queue ceil(2.09) = 3 = alpha: hold
+            (9 * MS, 25, false),  // new minimum: rtt_noload = 9 ms, hold
+            (10 * MS, 99, false), // queue ceil(2.2999999999999994) = 3: hold
+        ];
+        assert_eq!(run(&mut v, &steps), vec![20, 26, 26, 26, 25, 24, 23, 23, 23, 23]);
+        assert_eq!(v.rtt_noload(), 9 * MS);
+        // The probe comes at the 359th sample (0.5194 * 30 * 23 = 358.4) and takes that
+        // sample's RTT as the no-load RTT, even though it is above the minimum.
+        let held = run(&mut v, &[(10 * MS, 99, false); 348]);
+        assert!(held.iter().all(|&l| l == 23));
+        assert_eq!(v.rtt_noload(), 9 * MS);
+        assert_eq!(run(&mut v, &[(10 * MS, 99, false)]), vec![23]);
+        assert_eq!(v.rtt_noload(), 10 * MS);
+        assert_eq!(run(&mut v, &[(20 * MS, 99, false); 3]), vec![22, 21, 20]);
+    }
+
+    #[test]
+    fn log10_is_exact_at_powers_of_ten() {
+        let table = [(0, 1), (1, 1), (9, 1), (10, 1), (99, 1), (100, 2), (999, 2), (1000, 3)];
+        for (x, log) in table {
+            assert_eq!(log10_floor(x), log, "{x}");
+        }
+    }
+
+    #[test]
+    fn valve_defaults_cut_to_the_estimate_and_never_probe() {
+        let mut v = Vegas::default();
+        // Slow start: 20 -> 40 -> 80 while the queue stays below alpha.
+        let steps = [(10 * MS, 20, false), (10 * MS, 20, false), (10 * MS, 40, false)];
+        assert_eq!(run(&mut v, &steps), vec![20, 40, 80]);
+        // 80 in flight at 2x the no-load RTT: queue 40 > beta, so slow start ends and the
+        // limit goes to 80 - 40 + alpha 3 = 43 at once (Netflix would take 37 windows).
+        assert_eq!(run(&mut v, &[(20 * MS, 80, false)]), vec![43]);
+        // Queue within [alpha, beta] holds for good: no probe ever resets the baseline.
+        let held = run(&mut v, &[(10_800_000, 43, false); 2000]);
+        assert!(held.iter().all(|&l| l == 43), "{:?}", &held[..10]);
+        assert_eq!(v.rtt_noload(), 10 * MS);
+        // A drop backs off by 0.9.
+        assert_eq!(run(&mut v, &[(10 * MS, 43, true)]), vec![38]);
+    }
+
+    #[test]
+    fn invalid_configs_are_typed_errors() {
+        let base = VegasConfig::default();
+        let bad = [
+            VegasConfig { min_limit: 30, max_limit: 10, initial_limit: 10, ..base },
+            VegasConfig { alpha: 0, ..base },
+            VegasConfig { alpha: 7, beta: 6, ..base },
+            VegasConfig { smoothing: 0.0, ..base },
+            VegasConfig { smoothing: f64::NAN, ..base },
+            VegasConfig { probe_multiplier: Some(0), ..base },
+            VegasConfig { decrease: VegasDecrease::Ratio(1.0), ..base },
+            VegasConfig { decrease: VegasDecrease::Ratio(f64::NAN), ..base },
+            VegasConfig { backoff_ratio: Some(0.2), ..base },
+            VegasConfig { window: WindowConfig { min_samples: 0, ..base.window }, ..base },
+        ];
+        for config in bad {
+            assert!(Vegas::new(config).is_err(), "{config:?} was accepted");
+        }
+    }
+}
