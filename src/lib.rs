@@ -6,6 +6,7 @@
 //! | control | failure mode it contains | learns from |
 //! |---|---|---|
 //! | [`Limiter`] with a [`LimitAlgorithm`] | queue growth: admitted work beyond capacity waits, times out, cascades | latency and drops of completed work |
+//! | [`Breaker`] | traffic sent to an unhealthy dependency | failure rate, slow-call rate, failures in a row |
 //!
 //! ## Map of the crate
 //!
@@ -14,6 +15,7 @@
 //! | `clock` | [`Nanos`], [`Clock`], [`MonotonicClock`], [`ManualClock`] |
 //! | `limit` | [`LimitAlgorithm`] and the algorithms ([`Fixed`], [`Aimd`]); `window.rs`: lock-free sample windows |
 //! | `limiter` | [`Limiter`]: exact one-CAS admission, [`Permit`]s and their [`Outcome`]s, [`LimiterSnapshot`] |
+//! | `breaker` | [`Breaker`]: state word, count/time windows, trip policies, half-open probes, [`BreakerConfig`] and its presets, [`BreakerSnapshot`] |
 //! | `error` | [`ConfigError`], returned by every constructor |
 //! | `sync` | std or loom atomics (`--cfg valve_loom`) and the updater election |
 //!
@@ -41,12 +43,19 @@
 #![warn(missing_docs, unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod breaker;
 mod clock;
 mod error;
 mod limit;
 mod limiter;
 mod sync;
 
+pub use breaker::{
+    Breaker, BreakerBuilder, BreakerConfig, BreakerOutcome, BreakerPermit, BreakerRejected,
+    BreakerRng, BreakerSnapshot, BreakerSplitMix64, BreakerState, CloseRule, HalfOpenConfig,
+    HalfOpenTimeoutTarget, MAX_COUNT_WINDOW, MAX_PROBES, MAX_TIME_BUCKETS, OpenBackoff,
+    OpenBoundary, RateCheck, SlidingWindow, Transition, TransitionCause, TransitionListener,
+};
 pub use clock::{Clock, ManualClock, MonotonicClock, Nanos, duration_to_nanos};
 pub use error::ConfigError;
 pub use limit::{
