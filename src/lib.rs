@@ -52,9 +52,10 @@ mod sync;
 
 pub use breaker::{
     Breaker, BreakerBuilder, BreakerConfig, BreakerOutcome, BreakerPermit, BreakerRejected,
-    BreakerRng, BreakerSnapshot, BreakerSplitMix64, BreakerState, CloseRule, HalfOpenConfig,
-    HalfOpenTimeoutTarget, MAX_COUNT_WINDOW, MAX_PROBES, MAX_TIME_BUCKETS, OpenBackoff,
-    OpenBoundary, RateCheck, SlidingWindow, Transition, TransitionCause, TransitionListener,
+    BreakerRng, BreakerSnapshot, BreakerSplitMix64, BreakerState, BreakerToken, CloseRule,
+    HalfOpenConfig, HalfOpenTimeoutTarget, MAX_COUNT_WINDOW, MAX_PROBES, MAX_TIME_BUCKETS,
+    OpenBackoff, OpenBoundary, RateCheck, SlidingWindow, Transition, TransitionCause,
+    TransitionListener,
 };
 pub use clock::{Clock, ManualClock, MonotonicClock, Nanos, duration_to_nanos};
 pub use error::ConfigError;

@@ -40,7 +40,7 @@ pub use config::{
     BreakerConfig, CloseRule, HalfOpenConfig, HalfOpenTimeoutTarget, MAX_COUNT_WINDOW,
     MAX_TIME_BUCKETS, OpenBoundary, RateCheck, SlidingWindow,
 };
-pub use permit::{BreakerOutcome, BreakerPermit};
+pub use permit::{BreakerOutcome, BreakerPermit, BreakerToken};
 pub use state::{BreakerState, MAX_PROBES};
 
 use crate::clock::{Clock, MonotonicClock, Nanos, duration_to_nanos};
@@ -217,7 +217,7 @@ struct Totals {
 /// # Memory ordering
 ///
 /// The state word is read with `Acquire` and changed with `AcqRel` CASes; a transition's
-/// set-up (deadline, window reset, backoff count) happens-before the `Release` store that
+/// set-up (deadline, window reset, backoff count) happens-before the `Release` RMW that
 /// completes it, so whoever sees the new state sees its set-up. The windows and counters are
 /// `Relaxed` statistics: decisions drawn from them are committed by the CAS on the state word.
 ///
@@ -239,7 +239,8 @@ struct Totals {
 pub struct Breaker<C: Clock = MonotonicClock> {
     word: StateWord,
     /// Open: the open deadline. HalfOpen: the half-open timeout (`u64::MAX`: none). Written
-    /// only by a transition's owner before it settles the word.
+    /// only by a transition's owner, after its CAS and before it settles the word (Release;
+    /// read with Acquire, so seeing a new deadline implies seeing its transition).
     deadline: AtomicU64,
     /// Written only by a transition's owner.
     consecutive_opens: AtomicU64,
@@ -390,8 +391,10 @@ impl<C: Clock> Breaker<C> {
                         Err(seen) => word = seen,
                     }
                 }
-                BreakerState::HalfOpen if !word.is_pending() => {
-                    if self.half_open_timed_out(now) {
+                BreakerState::HalfOpen => {
+                    // While the episode is being set up its deadline is not written yet, but
+                    // probes may already be admitted.
+                    if !word.is_pending() && self.half_open_timed_out(now) {
                         let target = self.config.half_open.on_timeout.into();
                         let cause = TransitionCause::HalfOpenTimeout;
                         word = match self.transition(word, target, false, cause, now) {
@@ -417,7 +420,15 @@ impl<C: Clock> Breaker<C> {
                         Err(seen) => word = seen,
                     }
                 }
-                _ => return Err(self.reject(word, now)),
+                _ => {
+                    // The deadline read above may belong to a transition that has just
+                    // happened; refuse only if the word still says Open in that generation.
+                    let now_word = self.word.load();
+                    if now_word == word {
+                        return Err(self.reject(word, now));
+                    }
+                    word = now_word;
+                }
             }
         }
     }
@@ -442,8 +453,9 @@ impl<C: Clock> Breaker<C> {
     /// loaded, so the deadline read is the one its owner published.
     #[inline]
     fn open_until(&self) -> Nanos {
-        // Relaxed: the Acquire load of the settled word ordered this after the owner's store.
-        let deadline = self.deadline.load(Ordering::Relaxed);
+        // Acquire pairs with the owner's Release store: a reader that gets the deadline of a
+        // transition newer than its word is then sure to see that transition when it reloads.
+        let deadline = self.deadline.load(Ordering::Acquire);
         match self.config.open_boundary {
             OpenBoundary::Strict => deadline.saturating_add(1),
             OpenBoundary::Inclusive => deadline,
@@ -460,9 +472,9 @@ impl<C: Clock> Breaker<C> {
     /// Whether the half-open episode has reached its timeout: `now >= entered + timeout`.
     #[inline]
     fn half_open_timed_out(&self, now: Nanos) -> bool {
-        // Relaxed: as in `open_until`. `u64::MAX` is "no timeout" (also what a deadline
+        // Acquire: as in `open_until`. `u64::MAX` is "no timeout" (also what a deadline
         // saturates to), so a breaker at the end of time cannot bounce between states.
-        let deadline = self.deadline.load(Ordering::Relaxed);
+        let deadline = self.deadline.load(Ordering::Acquire);
         deadline != u64::MAX && now >= deadline
     }
 
@@ -484,8 +496,8 @@ impl<C: Clock> Breaker<C> {
             pending = pending.with_probe();
         }
         self.word.cas(from, pending)?;
-        // From here until `settle`, only this thread writes the word: the set-up below is the
-        // one critical section, and it neither waits nor calls out.
+        // From here until `settle`, no other transition can start: the set-up below is the one
+        // critical section, and it neither waits nor calls out.
         let mut open_for = 0;
         match to {
             BreakerState::Open => {
@@ -493,11 +505,11 @@ impl<C: Clock> Breaker<C> {
                 self.consecutive_opens.store(opens, Ordering::Relaxed);
                 let opens = u32::try_from(opens).unwrap_or(u32::MAX);
                 open_for = self.config.open.duration(opens, &*self.rng);
-                self.deadline.store(now.saturating_add(open_for), Ordering::Relaxed);
+                self.deadline.store(now.saturating_add(open_for), Ordering::Release);
             }
             BreakerState::HalfOpen => {
                 let timeout_at = self.half_open_timeout.map_or(u64::MAX, |t| now.saturating_add(t));
-                self.deadline.store(timeout_at, Ordering::Relaxed);
+                self.deadline.store(timeout_at, Ordering::Release);
             }
             BreakerState::Closed => {
                 self.consecutive_opens.store(0, Ordering::Relaxed);
@@ -508,7 +520,7 @@ impl<C: Clock> Breaker<C> {
             }
             BreakerState::Disabled | BreakerState::ForcedOpen | BreakerState::MetricsOnly => {}
         }
-        self.word.settle(pending);
+        self.word.settle();
         self.transitions[to as usize].fetch_add(1, Ordering::Relaxed);
         if let Some(listener) = &self.listener {
             let generation = pending.generation();
@@ -552,6 +564,17 @@ impl<C: Clock> Breaker<C> {
             BreakerState::HalfOpen => self.record_probe(word, generation, outcome, slow, now),
             _ => {}
         }
+    }
+
+    /// Reports the call a [`BreakerToken`] stands for, at `now`; see [`BreakerPermit::finish`].
+    /// A token naming no state is counted as late and changes nothing.
+    pub fn record_token_at(&self, token: BreakerToken, outcome: BreakerOutcome, now: Nanos) {
+        let Some(admitted_in) = BreakerState::from_code(token.admitted_in) else {
+            self.record_late();
+            return;
+        };
+        let duration = now.saturating_sub(token.start);
+        self.record(token.generation, admitted_in, outcome, duration, now);
     }
 
     #[cold]
@@ -606,14 +629,11 @@ impl<C: Clock> Breaker<C> {
         now: Nanos,
     ) {
         loop {
-            if word.generation() != generation {
-                // The episode ended while this result was being counted in.
+            if word.generation() != generation || word.in_flight() == 0 {
+                // The episode ended while this result was being counted in (or, from a
+                // duplicated token, it has no probe in flight left to report).
                 self.record_late();
                 return;
-            }
-            if word.is_pending() {
-                word = self.word.load_settled();
-                continue;
             }
             let result = match outcome {
                 BreakerOutcome::Ignored => Err(word.with_probe_returned()),
@@ -629,6 +649,11 @@ impl<C: Clock> Breaker<C> {
                     }
                 }
             };
+            if result.is_ok() && word.is_pending() {
+                // A decision is a transition, which waits for the episode's set-up to finish.
+                word = self.word.load_settled();
+                continue;
+            }
             let attempt = match result {
                 Err(next) => self.word.cas(word, next),
                 Ok(true) => self.transition(
@@ -699,8 +724,8 @@ impl<C: Clock> Breaker<C> {
         }
         match word.state() {
             BreakerState::Open => Some(self.open_until()),
-            // Relaxed: as in `open_until`.
-            BreakerState::HalfOpen => match self.deadline.load(Ordering::Relaxed) {
+            // Acquire: as in `open_until`.
+            BreakerState::HalfOpen => match self.deadline.load(Ordering::Acquire) {
                 u64::MAX => None,
                 at => Some(at),
             },

@@ -106,6 +106,38 @@ impl<'a, C: Clock> BreakerPermit<'a, C> {
         self.breaker.record(self.generation, self.admitted_in, outcome, duration, now);
         std::mem::forget(self);
     }
+
+    /// Turns the permit into a plain [`BreakerToken`], to report later with
+    /// [`Breaker::record_token_at`] (from another thread, or across an FFI boundary). A token
+    /// that is never reported is a probe that never reports: only a half-open timeout
+    /// reclaims it.
+    pub fn into_token(self) -> BreakerToken {
+        let token = BreakerToken {
+            generation: self.generation,
+            admitted_in: self.admitted_in as u32,
+            start: self.start,
+        };
+        std::mem::forget(self);
+        token
+    }
+}
+
+/// A permit as plain data: what [`BreakerPermit::into_token`] returns and
+/// [`Breaker::record_token_at`] takes.
+///
+/// A token should be reported once. Reporting one twice, or a made-up one, cannot corrupt the
+/// breaker: a token whose generation has passed is only counted as late, and a half-open
+/// result is refused once no probe of its episode is in flight; at worst it is counted as
+/// another probe's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct BreakerToken {
+    /// The state generation the call was admitted in.
+    pub generation: u32,
+    /// The state it was admitted in, as [`BreakerState`]'s code.
+    pub admitted_in: u32,
+    /// When it was admitted.
+    pub start: Nanos,
 }
 
 impl<C: Clock> Drop for BreakerPermit<'_, C> {

@@ -25,11 +25,14 @@ use crate::sync::{AtomicU64, Ordering, spin_hint};
 /// Invariants: the four counts are zero unless `state` is HalfOpen; `in_flight <= issued <=
 /// quota <= MAX_PROBES`, and `failed`, `slow` never exceed `issued - in_flight` (the probes
 /// reported). Every transition is one CAS from a word with `pending` clear to a word of the next
-/// generation with `pending` set; while `pending` is set only the thread whose CAS set it writes
-/// the word (everyone else either rejects or waits for it to clear), so the deadline and
-/// window reset it performs are published by the store that clears `pending`. A permit remembers
-/// the generation it was admitted in; its result may change the word only while that generation
-/// is current. A generation repeats after 2^28 transitions, far beyond any permit's lifetime.
+/// generation with `pending` set, so no transition starts while another is being set up and the
+/// generation cannot move while `pending` is set. While it is set, the owner (the thread whose
+/// CAS set it) writes the deadline and resets the windows, and others may only admit, return and
+/// count half-open probes in the word (keeping the bit); anything that would read the deadline
+/// or make a transition waits for the owner's `fetch_and` that clears the bit and publishes
+/// the set-up. A permit remembers the generation it was admitted in; its result may change the
+/// word only while that generation is current. A generation repeats after 2^28 transitions, far
+/// beyond any permit's lifetime.
 const STATE_MASK: u64 = 0b111;
 const PENDING: u64 = 1 << 3;
 const ISSUED_SHIFT: u32 = 4;
@@ -187,7 +190,7 @@ impl Word {
 
 /// The state word. See the table above.
 ///
-/// Memory ordering: transitions are `AcqRel` CASes and the store that clears `pending` is
+/// Memory ordering: transitions are `AcqRel` CASes and the `fetch_and` that clears `pending` is
 /// `Release`, so a thread that loads the word with `Acquire` and sees a settled state also sees
 /// everything its owner set up (the open deadline, the reset windows). Probe admission and
 /// probe results are `AcqRel` CASes for the same reason.
@@ -215,15 +218,16 @@ impl StateWord {
             .map_err(Word)
     }
 
-    /// Ends a transition: only the thread whose CAS installed `pending` may call this, with the
-    /// word that CAS installed.
+    /// Ends a transition: only the thread whose CAS installed `pending` may call this. A
+    /// `fetch_and`, not a store, keeps the probes admitted meanwhile.
     #[inline]
-    pub(crate) fn settle(&self, pending: Word) {
-        self.word.store(pending.without_pending().0, Ordering::Release);
+    pub(crate) fn settle(&self) {
+        self.word.fetch_and(!PENDING, Ordering::Release);
     }
 
-    /// The current word once no transition is being set up. Manual transitions wait here for
-    /// the few instructions an owner takes between its CAS and [`settle`](Self::settle).
+    /// The current word once no transition is being set up. Manual transitions and half-open
+    /// decisions wait here for the few instructions an owner takes between its CAS and
+    /// [`settle`](Self::settle); admission never does.
     #[cold]
     pub(crate) fn load_settled(&self) -> Word {
         loop {
