@@ -361,6 +361,7 @@ impl<C: Clock> Breaker<C> {
     }
 
     #[cold]
+    #[inline(never)]
     fn acquire_slow(
         &self,
         mut word: Word,
