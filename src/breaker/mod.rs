@@ -502,6 +502,8 @@ impl<C: Clock> Breaker<C> {
         let mut open_for = 0;
         match to {
             BreakerState::Open => {
+                // Relaxed: only transition owners touch it, and each owner's CAS acquired the
+                // previous owner's settle.
                 let opens = self.consecutive_opens.load(Ordering::Relaxed) + 1;
                 self.consecutive_opens.store(opens, Ordering::Relaxed);
                 let opens = u32::try_from(opens).unwrap_or(u32::MAX);
@@ -540,6 +542,7 @@ impl<C: Clock> Breaker<C> {
         duration: Nanos,
         now: Nanos,
     ) {
+        // Relaxed counters: statistics, read only by `snapshot`.
         let totals = &*self.totals;
         let failed = outcome == BreakerOutcome::Failure;
         let slow = outcome != BreakerOutcome::Ignored && self.policies.is_slow(duration);
@@ -587,6 +590,7 @@ impl<C: Clock> Breaker<C> {
     fn record_closed(&self, word: Word, failed: bool, slow: bool, now: Nanos) {
         let mut cause = None;
         if failed {
+            // Relaxed: a trip decided from it is committed by the CAS on the state word.
             let in_a_row = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
             if self.policies.consecutive_trips(in_a_row) {
                 cause = Some(TripCause::ConsecutiveFailures);

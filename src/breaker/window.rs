@@ -80,6 +80,9 @@ impl Totals {
 }
 
 /// The last `slots.len()` calls (resilience4j `COUNT_BASED`): each call overwrites the oldest.
+///
+/// Memory ordering: `Relaxed` throughout. Each slot is swapped, never loaded and stored, so
+/// whatever order two writers of one slot take, what leaves the totals is what entered them.
 #[derive(Debug)]
 pub(crate) struct CountWindow {
     /// Calls ever recorded since the last reset; call `n` goes to slot `n % len`.
@@ -140,6 +143,10 @@ struct Bucket {
 /// CAS on its `epoch`; when time moves past several epochs, the thread that advances `head`
 /// evicts the buckets in between, at most `len` of them. A call whose bucket already holds a
 /// newer epoch (it came in more than a window late) is left out of the window.
+///
+/// Memory ordering: `Relaxed` throughout. `head` and each bucket's `epoch` only decide who
+/// evicts; no other data is published through them, and counts stay balanced because every
+/// eviction is a CAS won once and drains with swaps.
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
     width: NonZeroU64,
