@@ -8,7 +8,7 @@ use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 use valve::{
     Breaker, BreakerConfig, BreakerOutcome, BreakerRng, BreakerState, CloseRule, HalfOpenConfig,
-    HalfOpenTimeoutTarget, ManualClock, OpenBackoff, OpenBoundary,
+    HalfOpenTimeoutTarget, ManualClock, OpenBackoff, OpenBoundary, SlidingWindow,
 };
 
 const S: u64 = 1_000_000_000;
@@ -159,4 +159,56 @@ fn probe_result_and_timeout_end_the_episode_once() {
         assert_eq!(snap.to_closed + snap.to_open, 1);
         assert_eq!(snap.late, snap.to_open);
     });
+}
+
+/// Records racing through a window (evictions, slot overwrites): once quiet, the totals hold
+/// exactly what the slots hold, which a final sequential pass that replaces everything proves.
+fn window_balances(
+    window: SlidingWindow,
+    racing: [[(u64, BreakerOutcome); 2]; 2],
+    refill: &'static [u64],
+) {
+    loom::model(move || {
+        let draws = Arc::new(AtomicUsize::new(0));
+        let listened = Arc::new(AtomicUsize::new(0));
+        let config =
+            BreakerConfig { window, minimum_calls: 1, failure_rate: Some(1.0), ..config(1, 1) };
+        let b = Arc::new(breaker(config, &draws, &listened));
+        b.transition_to_at(BreakerState::MetricsOnly, 0);
+        let record = |b: &Breaker<ManualClock>, calls: [(u64, BreakerOutcome); 2]| {
+            for (now, outcome) in calls {
+                b.try_acquire_at(now).unwrap().finish(outcome, now);
+            }
+        };
+        let other = {
+            let b = Arc::clone(&b);
+            let calls = racing[1];
+            thread::spawn(move || record(&b, calls))
+        };
+        record(&b, racing[0]);
+        other.join().unwrap();
+        for &now in refill {
+            b.try_acquire_at(now).unwrap().success_at(now);
+        }
+        let snap = b.snapshot();
+        assert_eq!((snap.window_calls, snap.window_failures), (refill.len() as u64, 0));
+    });
+}
+
+#[test]
+fn time_window_evictions_balance() {
+    use BreakerOutcome::{Failure, Success};
+    let window = SlidingWindow::Time { buckets: 2, bucket: Duration::from_nanos(10) };
+    window_balances(
+        window,
+        [[(5, Failure), (25, Failure)], [(15, Failure), (35, Success)]],
+        &[1_000],
+    );
+}
+
+#[test]
+fn count_window_overwrites_balance() {
+    use BreakerOutcome::{Failure, Success};
+    let window = SlidingWindow::Count { calls: 2 };
+    window_balances(window, [[(0, Failure), (0, Success)], [(0, Failure), (0, Failure)]], &[1, 1]);
 }
