@@ -289,13 +289,16 @@ impl<C: Clock> BreakerBuilder<C> {
     pub fn build(self) -> Result<Breaker<C>, ConfigError> {
         let config = self.config;
         config.validate()?;
+        // Sizes were validated non-zero; a sub-nanosecond bucket rounds up to 1 ns.
+        let non_zero = |n: u64| NonZeroU64::new(n).unwrap_or(NonZeroU64::MIN);
         let window = config.has_rate().then(|| match config.window {
-            SlidingWindow::Count { calls } => Window::Count(CountWindow::new(calls)),
-            SlidingWindow::Time { buckets, bucket } => {
-                // Validated non-zero; a sub-nanosecond bucket rounds up to 1 ns.
-                let width = NonZeroU64::new(duration_to_nanos(bucket)).unwrap_or(NonZeroU64::MIN);
-                Window::Time(TimeWindow::new(buckets, width))
+            SlidingWindow::Count { calls } => {
+                Window::Count(CountWindow::new(non_zero(calls.into())))
             }
+            SlidingWindow::Time { buckets, bucket } => Window::Time(TimeWindow::new(
+                non_zero(buckets.into()),
+                non_zero(duration_to_nanos(bucket)),
+            )),
         });
         let rng = self.rng.unwrap_or_else(|| {
             let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();

@@ -17,6 +17,41 @@ use std::num::NonZeroU64;
 use crate::clock::Nanos;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
+/// Division and remainder by a divisor fixed at construction, without a hardware divide on
+/// the per-call path (Lemire, Kaser and Kurz, "Faster Remainder by Direct Computation", 2019:
+/// with a 128-bit reciprocal both are exact for every 64-bit numerator).
+#[derive(Debug, Clone, Copy)]
+struct Divisor {
+    d: u64,
+    /// `ceil(2^128 / d)`, which wraps to 0 for `d == 1`.
+    m: u128,
+}
+
+impl Divisor {
+    fn new(d: NonZeroU64) -> Self {
+        let d = d.get();
+        Self { d, m: (u128::MAX / u128::from(d)).wrapping_add(1) }
+    }
+
+    /// The high 64 bits of the 192-bit product `x * d`.
+    #[inline]
+    fn mul_hi(x: u128, d: u64) -> u64 {
+        let bottom = ((x as u64) as u128 * d as u128) >> 64;
+        let top = (x >> 64) * d as u128;
+        ((bottom + top) >> 64) as u64
+    }
+
+    #[inline]
+    fn rem(self, a: u64) -> u64 {
+        Self::mul_hi(self.m.wrapping_mul(u128::from(a)), self.d)
+    }
+
+    #[inline]
+    fn div(self, a: u64) -> u64 {
+        if self.d == 1 { a } else { Self::mul_hi(self.m, a) }
+    }
+}
+
 /// Running totals of a window. Each field is a wrapping `u64` read as `i64`.
 ///
 /// Memory ordering: everything here is `Relaxed`. The totals are statistics: a trip decision
@@ -89,14 +124,16 @@ pub(crate) struct CountWindow {
     next: AtomicU64,
     /// Slot codes, see the table above; 0 is an empty slot.
     slots: Box<[AtomicU32]>,
+    len: Divisor,
     totals: Totals,
 }
 
 impl CountWindow {
-    pub(crate) fn new(calls: u32) -> Self {
+    pub(crate) fn new(calls: NonZeroU64) -> Self {
         Self {
             next: AtomicU64::new(0),
-            slots: (0..calls).map(|_| AtomicU32::new(0)).collect(),
+            slots: (0..calls.get()).map(|_| AtomicU32::new(0)).collect(),
+            len: Divisor::new(calls),
             totals: Totals::default(),
         }
     }
@@ -104,7 +141,7 @@ impl CountWindow {
     #[inline]
     fn record(&self, failed: bool, slow: bool) {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let slot = &self.slots[(n % self.slots.len() as u64) as usize];
+        let slot = &self.slots[self.len.rem(n) as usize];
         let new = code(failed, slow);
         let old = slot.swap(new, Ordering::Relaxed);
         let bit = |c: u32, b: u32| i64::from(c & b != 0);
@@ -149,7 +186,8 @@ struct Bucket {
 /// eviction is a CAS won once and drains with swaps.
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
-    width: NonZeroU64,
+    width: Divisor,
+    len: Divisor,
     /// The newest epoch any call has reached; buckets after it up to it are evicted.
     head: AtomicU64,
     buckets: Box<[Bucket]>,
@@ -157,23 +195,24 @@ pub(crate) struct TimeWindow {
 }
 
 impl TimeWindow {
-    pub(crate) fn new(buckets: u32, width: NonZeroU64) -> Self {
+    pub(crate) fn new(buckets: NonZeroU64, width: NonZeroU64) -> Self {
         Self {
-            width,
+            width: Divisor::new(width),
+            len: Divisor::new(buckets),
             head: AtomicU64::new(0),
-            buckets: (0..buckets).map(|_| Bucket::default()).collect(),
+            buckets: (0..buckets.get()).map(|_| Bucket::default()).collect(),
             totals: Totals::default(),
         }
     }
 
     #[inline]
     fn bucket(&self, epoch: u64) -> &Bucket {
-        &self.buckets[(epoch % self.buckets.len() as u64) as usize]
+        &self.buckets[self.len.rem(epoch) as usize]
     }
 
     #[inline]
     fn record(&self, failed: bool, slow: bool, now: Nanos) {
-        let epoch = now / self.width;
+        let epoch = self.width.div(now);
         let head = self.head.load(Ordering::Relaxed);
         if epoch > head {
             self.advance(head, epoch);
@@ -292,8 +331,29 @@ mod tests {
     }
 
     #[test]
+    fn divisor_matches_hardware_division() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut divisors = vec![1, 2, 3, 7, 10, 100, 1000, 1 << 20, 1_000_000_000, u64::MAX];
+        divisors.extend((0..50).map(|_| next() >> (next() % 64)).filter(|&d| d != 0));
+        for d in divisors {
+            let divisor = Divisor::new(NonZeroU64::new(d).unwrap());
+            let mut numerators = vec![0, 1, d - 1, d, d.wrapping_add(1), u64::MAX, u64::MAX - 1];
+            numerators.extend((0..200).map(|_| next() >> (next() % 64)));
+            for a in numerators {
+                assert_eq!((divisor.div(a), divisor.rem(a)), (a / d, a % d), "{a} / {d}");
+            }
+        }
+    }
+
+    #[test]
     fn count_window_keeps_the_last_n_calls() {
-        let w = Window::Count(CountWindow::new(3));
+        let w = Window::Count(CountWindow::new(NonZeroU64::new(3).unwrap()));
         assert_eq!(w.record(true, false, 0), counts(1, 1, 0));
         assert_eq!(w.record(false, true, 0), counts(2, 1, 1));
         assert_eq!(w.record(true, true, 0), counts(3, 2, 2));
@@ -307,7 +367,7 @@ mod tests {
     #[test]
     fn time_window_evicts_expired_buckets() {
         let width = NonZeroU64::new(10).unwrap();
-        let w = Window::Time(TimeWindow::new(3, width));
+        let w = Window::Time(TimeWindow::new(NonZeroU64::new(3).unwrap(), width));
         assert_eq!(w.record(true, false, 0), counts(1, 1, 0));
         assert_eq!(w.record(false, false, 15), counts(2, 1, 0));
         assert_eq!(w.record(true, true, 29), counts(3, 2, 1));
