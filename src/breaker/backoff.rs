@@ -104,9 +104,10 @@ impl OpenBackoff {
         if self.jitter == 0.0 {
             return capped;
         }
-        // 53 random bits give a uniform float in [0, 1).
+        // 53 random bits give a uniform float in [0, 1). Saturating: rounding `capped` to a
+        // float may lift the product a hair above it.
         let unit = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        capped - (capped as f64 * self.jitter * unit) as u64
+        capped.saturating_sub((capped as f64 * self.jitter * unit) as u64)
     }
 }
 
