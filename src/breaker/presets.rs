@@ -31,6 +31,11 @@ impl BreakerConfig {
     /// are recorded; open 60 s, half-open once `now > deadline` (`isAfter`); 10 probes admitted
     /// at once, decided by their rates at the 10th result; no half-open timeout
     /// (`maxWaitDurationInHalfOpenState = 0`).
+    ///
+    /// Changing `minimum_calls` below 10 also changes the half-open decision in resilience4j
+    /// (its half-open window needs `min(minimumNumberOfCalls, permitted)` results): set
+    /// `half_open.close_rule` to `CloseRule::Rate { results: min(minimum_calls, probes) }` to
+    /// keep parity.
     pub fn resilience4j() -> Self {
         Self {
             consecutive_failures: None,
