@@ -116,8 +116,9 @@ impl Totals {
 
 /// The last `slots.len()` calls (resilience4j `COUNT_BASED`): each call overwrites the oldest.
 ///
-/// Memory ordering: `Relaxed` throughout. Each slot is swapped, never loaded and stored, so
-/// whatever order two writers of one slot take, what leaves the totals is what entered them.
+/// Memory ordering: `Relaxed` throughout. A slot is only ever changed by a swap (never a load
+/// then a store), so whatever order two writers of one slot take, what leaves the totals is
+/// what entered them.
 #[derive(Debug)]
 pub(crate) struct CountWindow {
     /// Calls ever recorded since the last reset; call `n` goes to slot `n % len`.
@@ -143,6 +144,11 @@ impl CountWindow {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let slot = &self.slots[self.len.rem(n) as usize];
         let new = code(failed, slow);
+        // A call like the one it replaces changes nothing: skip the write (in steady state
+        // almost every call). Only a swap may change a slot, so the totals stay balanced.
+        if slot.load(Ordering::Relaxed) == new {
+            return;
+        }
         let old = slot.swap(new, Ordering::Relaxed);
         let bit = |c: u32, b: u32| i64::from(c & b != 0);
         self.totals.add(
