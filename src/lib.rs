@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | [`Limiter`] with a [`LimitAlgorithm`] | queue growth: admitted work beyond capacity waits, times out, cascades | latency and drops of completed work |
 //! | retry budgets ([`TokenQuota`], [`WindowedBudget`], [`ConcurrencyBudget`]) and [`Backoff`] | retry storms: retries multiply the load on a struggling dependency | successes, requests and retries in flight |
+//! | [`Breaker`] | traffic sent to an unhealthy dependency | failure rate, slow-call rate, failures in a row |
 //!
 //! ## Map of the crate
 //!
@@ -19,6 +20,7 @@
 //! | `limiter` | [`Limiter`]: exact one-CAS admission, [`Permit`]s and their [`Outcome`]s, [`LimiterSnapshot`] |
 //! | `budget` | retry budgets ([`TokenQuota`]: gRPC, AWS; [`WindowedBudget`]: Finagle; [`ConcurrencyBudget`]: Envoy), [`BudgetDenied`], [`BudgetSnapshot`]; [`Backoff`] with jitter |
 //! | `rng` | [`BackoffRng`] and [`SplitMix64`]: seedable randomness for every jittered or probabilistic decision |
+//! | `breaker` | [`Breaker`]: state word, count/time windows, trip policies, half-open probes, [`BreakerConfig`] and its presets, [`BreakerSnapshot`] |
 //! | `error` | [`ConfigError`], returned by every constructor |
 //! | `sync` | std or loom atomics (`--cfg valve_loom`) and the updater election |
 //!
@@ -46,6 +48,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod breaker;
 mod budget;
 mod clock;
 mod error;
@@ -54,6 +57,13 @@ mod limiter;
 mod rng;
 mod sync;
 
+pub use breaker::{
+    Breaker, BreakerBuilder, BreakerConfig, BreakerOutcome, BreakerPermit, BreakerRejected,
+    BreakerRng, BreakerSnapshot, BreakerSplitMix64, BreakerState, BreakerToken, CloseRule,
+    HalfOpenConfig, HalfOpenTimeoutTarget, MAX_COUNT_WINDOW, MAX_PROBES, MAX_TIME_BUCKETS,
+    OpenBackoff, OpenBoundary, RateCheck, SlidingWindow, Transition, TransitionCause,
+    TransitionListener,
+};
 pub use budget::{
     Backoff, BackoffConfig, BackoffRng, BudgetDenied, BudgetSnapshot, ConcurrencyBudget, CostClass,
     DenyReason, Jitter, QuotaRule, QuotaWithdrawal, RetryAfterRule, RetryCosts, SplitMix64,

@@ -13,3 +13,6 @@ mod budget;
 
 #[path = "loom_models/limits.rs"]
 mod limits;
+
+#[path = "loom_models/breaker.rs"]
+mod breaker;
