@@ -36,12 +36,21 @@ impl SplitMix64 {
 impl BackoffRng for SplitMix64 {
     #[inline]
     fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.state = self.state.wrapping_add(GOLDEN_GAMMA);
+        splitmix64_mix(self.state)
     }
+}
+
+/// SplitMix64's state increment (the golden ratio in 64 bits).
+pub(crate) const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// SplitMix64's output function: two multiply-xorshifts of a state value. Shared by
+/// [`SplitMix64`] and the breaker's lock-free shared generator.
+#[inline]
+pub(crate) fn splitmix64_mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 impl<R: BackoffRng + ?Sized> BackoffRng for &mut R {
@@ -55,4 +64,27 @@ impl<R: BackoffRng + ?Sized> BackoffRng for &mut R {
 #[inline]
 pub(crate) fn next_unit(rng: &mut impl BackoffRng) -> f64 {
     (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A uniform draw in `[lo, hi)`.
+#[inline]
+pub(crate) fn next_in(rng: &mut impl BackoffRng, lo: f64, hi: f64) -> f64 {
+    lo + next_unit(rng) * (hi - lo)
+}
+
+#[cfg(all(test, not(valve_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitmix_matches_the_published_sequence_and_stays_in_range() {
+        let mut rng = SplitMix64::seeded(0);
+        assert_eq!(rng.next_u64(), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(rng.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+        let mut rng = SplitMix64::seeded(42);
+        for _ in 0..1000 {
+            let x = next_in(&mut rng, 0.5, 1.0);
+            assert!((0.5..1.0).contains(&x));
+        }
+    }
 }

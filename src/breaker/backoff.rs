@@ -6,6 +6,7 @@
 //! jittered backoff); jitter keeps many clients' breakers from probing in step. The count of
 //! consecutive opens resets when the breaker closes.
 
+use crate::rng::{GOLDEN_GAMMA, splitmix64_mix};
 use std::time::Duration;
 
 use crate::clock::{Nanos, duration_to_nanos};
@@ -31,8 +32,6 @@ pub struct BreakerSplitMix64 {
     state: AtomicU64,
 }
 
-const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
-
 impl BreakerSplitMix64 {
     /// A generator starting from `seed`; equal seeds give equal sequences.
     pub fn new(seed: u64) -> Self {
@@ -42,11 +41,9 @@ impl BreakerSplitMix64 {
 
 impl BreakerRng for BreakerSplitMix64 {
     fn next_u64(&self) -> u64 {
-        let mut z =
-            self.state.fetch_add(GOLDEN_GAMMA, Ordering::Relaxed).wrapping_add(GOLDEN_GAMMA);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        splitmix64_mix(
+            self.state.fetch_add(GOLDEN_GAMMA, Ordering::Relaxed).wrapping_add(GOLDEN_GAMMA),
+        )
     }
 }
 

@@ -45,9 +45,9 @@ use std::time::Duration;
 
 use crate::clock::{Nanos, duration_to_nanos};
 use crate::error::ConfigError;
-use crate::limit::rng::SplitMix64;
 use crate::limit::slow_start::SlowStart;
 use crate::limit::{LimitAlgorithm, LimitBounds, WindowConfig, WindowRequest, WindowSample};
+use crate::rng::{BackoffRng, SplitMix64};
 
 /// Where an [`EnvoyGradient`] limit gets its minimum RTT.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -233,7 +233,7 @@ impl EnvoyGradient {
             epoch: 0,
             next_measurement_at: 0,
             at_min: 0,
-            rng: SplitMix64::new(config.seed),
+            rng: SplitMix64::seeded(config.seed),
             slow_start: SlowStart::new(config.slow_start),
         })
     }

@@ -23,7 +23,6 @@ mod fixed;
 mod gradient;
 mod gradient2;
 mod histogram;
-mod rng;
 mod slow_start;
 mod vegas;
 pub(crate) mod window;

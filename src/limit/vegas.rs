@@ -37,9 +37,9 @@
 //! limit collapses towards the minimum (see `tests/limit_behaviour.rs`).
 
 use crate::error::ConfigError;
-use crate::limit::rng::SplitMix64;
 use crate::limit::slow_start::SlowStart;
 use crate::limit::{LimitAlgorithm, LimitBounds, WindowConfig, WindowSample};
+use crate::rng::{SplitMix64, next_in};
 
 /// How a Vegas limit shrinks when the queue passes `beta` (and on drops, unless
 /// [`VegasConfig::backoff_ratio`] is set).
@@ -192,8 +192,8 @@ impl Vegas {
             ConfigError::check_ratio("backoff_ratio", ratio, 0.5, 1.0, false, "[0.5, 1)")?;
         }
         config.window.validate()?;
-        let mut rng = SplitMix64::new(config.seed);
-        let probe_jitter = rng.range_f64(0.5, 1.0);
+        let mut rng = SplitMix64::seeded(config.seed);
+        let probe_jitter = next_in(&mut rng, 0.5, 1.0);
         Ok(Self {
             config,
             bounds,
@@ -283,7 +283,7 @@ impl LimitAlgorithm for Vegas {
             self.probe_count += 1;
             if self.probe_jitter * f64::from(multiplier) * self.estimate <= self.probe_count as f64
             {
-                self.probe_jitter = self.rng.range_f64(0.5, 1.0);
+                self.probe_jitter = next_in(&mut self.rng, 0.5, 1.0);
                 self.probe_count = 0;
                 self.rtt_noload = rtt;
                 return self.hold();
