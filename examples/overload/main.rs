@@ -1,154 +1,234 @@
-//! The overload simulator: a limiter in front of a simulated service, on a virtual clock.
+//! The overload simulator: each failure mode, and the control that contains it.
 //!
-//! A service with `WORKERS` workers and exponential service times (mean `SERVICE`) sits behind
-//! a FIFO queue. Clients arrive as a Poisson stream at `LOAD` times capacity and give up after
-//! `TIMEOUT`; work whose client gave up is still done by the server, which is how queues turn
-//! overload into collapse. The run is repeated with no control, with valve's default AIMD limit
-//! and with the Netflix-parity AIMD preset, all driving the real valve core through
-//! `try_acquire_at`/`success_at`/`dropped_at` (no sleeping, no threads).
+//! Drives the real valve core (limiter and every limit algorithm, retry budgets and backoff,
+//! circuit breaker) with a virtual clock: no sleeping, no threads inside a run. Scenarios run in
+//! parallel on the machine's cores.
 //!
-//! Run: `cargo run --release --example overload`.
+//! ```text
+//! cargo run --release --example overload [-- --scenario N] [--seed S] [--json] [--plots DIR]
+//! ```
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+mod plot;
+mod scenarios;
+mod sim;
 
-use valve::{Aimd, AimdConfig, Fixed, LimitAlgorithm, Limiter, MonotonicClock, Nanos, Permit};
+use std::io::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
-const WORKERS: usize = 50;
-const SERVICE: f64 = 10e6; // 10 ms mean service time
-const TIMEOUT: Nanos = 1_000_000_000; // clients give up after 1 s
-const LOAD: f64 = 2.0; // offered load as a multiple of capacity
-const DURATION: Nanos = 60_000_000_000; // 60 simulated seconds
+use scenarios::{Job, Outcome, Row};
 
-/// xorshift64*: a small seeded generator so every run is identical.
-struct Rng(u64);
-
-impl Rng {
-    fn next_f64(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn exponential(&mut self, mean: f64) -> Nanos {
-        (-mean * (1.0 - self.next_f64()).ln()) as Nanos
-    }
+struct Args {
+    scenario: Option<u32>,
+    seed: u64,
+    json: bool,
+    plots: Option<String>,
 }
 
-#[derive(Default)]
-struct Report {
-    offered: u64,
-    shed: u64,
-    good: u64,
-    timed_out: u64,
-    latencies: Vec<Nanos>,
-    limit: u32,
-}
-
-/// Simulates `DURATION` of traffic. With `limiter`, each arrival must take a permit first and
-/// reports success, or dropped if its client had already given up.
-fn simulate<A: LimitAlgorithm>(limiter: Option<&Limiter<A>>) -> Report {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let capacity = WORKERS as f64 / SERVICE; // requests per ns
-    let mean_gap = 1.0 / (capacity * LOAD);
-    let mut report = Report::default();
-    let mut queue = VecDeque::new();
-    let mut completions: BinaryHeap<Reverse<(Nanos, Nanos, usize)>> = BinaryHeap::new();
-    let mut permits: Vec<Option<Permit<'_, A, MonotonicClock>>> = Vec::new();
-    let mut busy = 0;
-    let mut next_arrival = 0;
-    loop {
-        let next_completion = completions.peek().map_or(Nanos::MAX, |Reverse((t, _, _))| *t);
-        if next_arrival.min(next_completion) >= DURATION {
-            break;
-        }
-        if next_arrival <= next_completion {
-            let now = next_arrival;
-            next_arrival += rng.exponential(mean_gap);
-            report.offered += 1;
-            let permit = match limiter {
-                Some(l) => match l.try_acquire_at(now) {
-                    Ok(p) => Some(p),
-                    Err(_) => {
-                        report.shed += 1;
-                        continue;
-                    }
-                },
-                None => None,
-            };
-            permits.push(permit);
-            queue.push_back((now, permits.len() - 1));
-        } else {
-            let Reverse((now, arrived, slot)) = completions.pop().unwrap();
-            busy -= 1;
-            let latency = now - arrived;
-            let on_time = latency <= TIMEOUT;
-            if on_time {
-                report.good += 1;
-                report.latencies.push(latency);
-            } else {
-                report.timed_out += 1;
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args { scenario: None, seed: 1, json: false, plots: None };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--scenario" => {
+                let n = value("--scenario")?;
+                args.scenario = Some(n.parse().map_err(|_| format!("bad scenario {n}"))?);
             }
-            if let Some(permit) = permits[slot].take() {
-                if on_time { permit.success_at(now) } else { permit.dropped_at(now) }
+            "--seed" => {
+                let n = value("--seed")?;
+                args.seed = n.parse().map_err(|_| format!("bad seed {n}"))?;
             }
-        }
-        let now = next_arrival.min(next_completion);
-        while busy < WORKERS {
-            let Some((arrived, slot)) = queue.pop_front() else { break };
-            busy += 1;
-            let start = now.max(arrived);
-            completions.push(Reverse((start + rng.exponential(SERVICE), arrived, slot)));
+            "--plots" => args.plots = Some(value("--plots")?),
+            "--json" => args.json = true,
+            "-h" | "--help" => {
+                return Err(
+                    "usage: overload [--scenario 1-7] [--seed N] [--json] [--plots DIR]".into()
+                );
+            }
+            other => return Err(format!("unknown argument {other}")),
         }
     }
-    report.limit = limiter.map_or(0, Limiter::limit);
-    report
+    Ok(args)
 }
 
-fn percentile(sorted: &[Nanos], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[index] as f64 / 1e6
+/// Runs every job on the machine's cores; prints a progress line on stderr.
+fn run_all(jobs: &[&Job]) -> Vec<(Row, Vec<sim::Bucket>)> {
+    type Slot = Option<(Row, Vec<sim::Bucket>)>;
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let results: Mutex<Vec<Slot>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    let result = scenarios::execute(job);
+                    results.lock().unwrap()[i] = Some(result);
+                    let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
+                    eprint!("\r  simulated {finished}/{} runs", jobs.len());
+                    let _ = std::io::stderr().flush();
+                }
+            });
+        }
+    });
+    eprint!("\r{:40}\r", "");
+    results.into_inner().unwrap().into_iter().map(|r| r.expect("every job ran")).collect()
 }
 
-fn print_row(name: &str, mut r: Report) {
-    r.latencies.sort_unstable();
-    let capacity_total = WORKERS as f64 / SERVICE * DURATION as f64;
-    let limit = if r.limit == 0 { "-".to_string() } else { r.limit.to_string() };
+fn fmt_ms(ms: f64) -> String {
+    if ms.is_nan() { "-".into() } else { format!("{ms:.1}") }
+}
+
+fn print_table(outcome: &Outcome) {
+    println!("\n## {}. {}\n", outcome.number, outcome.title);
+    println!("{}\n", textwrap(outcome.explanation, 100));
     println!(
-        "{name:<22} {:>8} {:>8} {:>9} {:>8.1}% {:>8.1} {:>8.1} {:>6}",
-        r.offered,
-        r.shed,
-        r.timed_out,
-        100.0 * r.good as f64 / capacity_total,
-        percentile(&r.latencies, 0.5),
-        percentile(&r.latencies, 0.99),
-        limit,
+        "{:<18} {:<40} {:>7} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6}  note",
+        "case",
+        "control",
+        "offered",
+        "goodput",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "shed",
+        "retries",
+        "ampl.",
+        "limit"
     );
+    for r in &outcome.rows {
+        println!(
+            "{:<18} {:<40} {:>6.2}x {:>7.1}% {:>7} {:>8} {:>8} {:>8} {:>8} {:>7.2} {:>6}  {}",
+            r.case,
+            r.control,
+            r.offered_x,
+            r.goodput_pct,
+            fmt_ms(r.p50_ms),
+            fmt_ms(r.p99_ms),
+            fmt_ms(r.p999_ms),
+            r.shed,
+            r.retries,
+            r.amplification,
+            r.limit.map_or("-".into(), |l| l.to_string()),
+            r.note,
+        );
+    }
+}
+
+fn textwrap(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = 0;
+    for word in text.split_whitespace() {
+        if line + word.len() + 1 > width && line > 0 {
+            out.push('\n');
+            line = 0;
+        } else if line > 0 {
+            out.push(' ');
+            line += 1;
+        }
+        out.push_str(word);
+        line += word.len();
+    }
+    out
+}
+
+fn json(outcomes: &[Outcome], seed: u64) -> serde_json::Value {
+    let num = |x: f64| if x.is_finite() { serde_json::json!(x) } else { serde_json::Value::Null };
+    serde_json::json!({
+        "seed": seed,
+        "service": {
+            "workers": scenarios::WORKERS,
+            "service_ms": scenarios::SERVICE as f64 / sim::MS as f64,
+            "timeout_ms": scenarios::TIMEOUT as f64 / sim::MS as f64,
+        },
+        "scenarios": outcomes.iter().map(|o| serde_json::json!({
+            "number": o.number,
+            "title": o.title,
+            "rows": o.rows.iter().map(|r| serde_json::json!({
+                "case": r.case,
+                "control": r.control,
+                "offered_x": num(r.offered_x),
+                "goodput_pct": num(r.goodput_pct),
+                "p50_ms": num(r.p50_ms),
+                "p99_ms": num(r.p99_ms),
+                "p999_ms": num(r.p999_ms),
+                "shed": r.shed,
+                "timed_out": r.timed_out,
+                "retries": r.retries,
+                "amplification": num(r.amplification),
+                "limit": r.limit,
+                "note": r.note,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 fn main() {
-    println!(
-        "{WORKERS} workers, {:.0} ms mean service, offered load {LOAD}x capacity, clients time out after {} ms, {} s simulated\n",
-        SERVICE / 1e6,
-        TIMEOUT / 1_000_000,
-        DURATION / 1_000_000_000
-    );
-    println!(
-        "{:<22} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>6}",
-        "control", "offered", "shed", "timed out", "goodput", "p50 ms", "p99 ms", "limit"
-    );
-    print_row("none (timeouts only)", simulate::<Fixed>(None));
-    let fixed = Limiter::new(Fixed::new(WORKERS as u32).unwrap()).unwrap();
-    print_row("fixed = capacity", simulate(Some(&fixed)));
-    let valve = Limiter::new(Aimd::default()).unwrap();
-    print_row("aimd (valve default)", simulate(Some(&valve)));
-    let netflix = Limiter::new(Aimd::new(AimdConfig::netflix()).unwrap()).unwrap();
-    print_row("aimd (netflix preset)", simulate(Some(&netflix)));
-    println!(
-        "\ngoodput: calls answered within the client timeout, as % of what {WORKERS} workers can serve."
-    );
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2);
+        }
+    };
+    let started = Instant::now();
+    let plans: Vec<_> = scenarios::plans(args.seed)
+        .into_iter()
+        .filter(|p| args.scenario.is_none_or(|n| n == p.number))
+        .collect();
+    if plans.is_empty() {
+        eprintln!("no scenario {}: choose 1 to 7", args.scenario.unwrap_or(0));
+        std::process::exit(2);
+    }
+    let jobs: Vec<&Job> = plans.iter().flat_map(|p| p.jobs.iter()).collect();
+    let mut results = run_all(&jobs).into_iter();
+    let mut outcomes = Vec::new();
+    for plan in &plans {
+        let (mut rows, mut series) = (Vec::new(), Vec::new());
+        for job in &plan.jobs {
+            let (row, buckets) = results.next().unwrap();
+            series.push((job.control.clone(), buckets));
+            rows.push(row);
+        }
+        (plan.annotate)(&mut rows, &series);
+        outcomes.push(Outcome {
+            number: plan.number,
+            title: plan.title,
+            explanation: plan.explanation,
+            rows,
+            series,
+        });
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json(&outcomes, args.seed)).unwrap());
+    } else {
+        println!(
+            "# valve overload simulator (seed {}): {} workers, {:.0} ms mean service time \
+             (capacity {:.0}/s), clients time out after {} ms",
+            args.seed,
+            scenarios::WORKERS,
+            scenarios::SERVICE as f64 / sim::MS as f64,
+            f64::from(scenarios::WORKERS) * 1e9 / scenarios::SERVICE as f64,
+            scenarios::TIMEOUT / sim::MS,
+        );
+        println!(
+            "goodput: answers within the client timeout as % of capacity; latencies of those \
+             answers; ampl.: attempts per request; limit: median over the second half"
+        );
+        for outcome in &outcomes {
+            print_table(outcome);
+        }
+        eprintln!("\n{} runs in {:.1} s", jobs.len(), started.elapsed().as_secs_f64());
+    }
+    if let Some(dir) = &args.plots {
+        if let Err(e) = plot::write_all(dir, &outcomes) {
+            eprintln!("plots: {e}");
+            std::process::exit(1);
+        }
+        eprintln!("plots written to {dir}");
+    }
 }
