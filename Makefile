@@ -2,9 +2,9 @@
 CARGO ?= cargo
 LOOM_TARGET_DIR ?= target/loom
 
-.PHONY: test lint unit loom docs
+.PHONY: test lint unit loom docs header release ffi-c
 
-test: lint unit loom docs
+test: lint unit loom docs header ffi-c
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -21,3 +21,14 @@ loom:
 
 docs:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
+
+# The checked-in C header is what the pinned cbindgen generates now.
+header:
+	ffi/check-header.sh
+
+# libvalve.a and libvalve.so, which every binding links.
+release:
+	$(CARGO) build --release
+
+ffi-c: release
+	$(MAKE) -C ffi/c

@@ -16,6 +16,7 @@
 //! | `limiter` | [`Limiter`]: exact one-CAS admission, [`Permit`]s and their [`Outcome`]s, [`LimiterSnapshot`] |
 //! | `error` | [`ConfigError`], returned by every constructor |
 //! | `sync` | std or loom atomics (`--cfg valve_loom`) and the updater election |
+//! | [`ffi`] | the C ABI declared in `include/valve.h`: handles, configs, permits, status codes |
 //!
 //! ## Time
 //!
@@ -43,6 +44,8 @@
 
 mod clock;
 mod error;
+#[cfg(not(valve_loom))]
+pub mod ffi;
 mod limit;
 mod limiter;
 mod sync;
