@@ -2,9 +2,9 @@
 CARGO ?= cargo
 LOOM_TARGET_DIR ?= target/loom
 
-.PHONY: test lint unit loom docs header release ffi-c
+.PHONY: test lint unit loom docs header release ffi-c ffi-go
 
-test: lint unit loom docs header ffi-c
+test: lint unit loom docs header ffi-c ffi-go
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -32,3 +32,6 @@ release:
 
 ffi-c: release
 	$(MAKE) -C ffi/c
+
+ffi-go: release
+	cd ffi/go && go vet ./... && go test -race -count=1 ./...
