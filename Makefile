@@ -2,9 +2,9 @@
 CARGO ?= cargo
 LOOM_TARGET_DIR ?= target/loom
 
-.PHONY: test lint unit loom docs header release ffi-c ffi-go
+.PHONY: test lint unit loom docs header release ffi-c ffi-go ffi-python
 
-test: lint unit loom docs header ffi-c ffi-go
+test: lint unit loom docs header ffi-c ffi-go ffi-python
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -35,3 +35,6 @@ ffi-c: release
 
 ffi-go: release
 	cd ffi/go && go vet ./... && go test -race -count=1 ./...
+
+ffi-python: release
+	ffi/python/test.sh
