@@ -237,7 +237,12 @@ impl valve_permit {
 /// Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn valve_limiter_config_default() -> valve_limiter_config {
-    valve_limiter_config::with_aimd(valve_algorithm::VALVE_ALGORITHM_AIMD, &AimdConfig::default())
+    preset_boundary(|| {
+        valve_limiter_config::with_aimd(
+            valve_algorithm::VALVE_ALGORITHM_AIMD,
+            &AimdConfig::default(),
+        )
+    })
 }
 
 /// Netflix `AIMDLimit` parity behind Netflix `WindowedLimit` defaults: initial 20, limits
@@ -245,19 +250,26 @@ pub extern "C" fn valve_limiter_config_default() -> valve_limiter_config {
 /// 100 us ignored. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn valve_limiter_config_aimd_netflix() -> valve_limiter_config {
-    valve_limiter_config::with_aimd(valve_algorithm::VALVE_ALGORITHM_AIMD, &AimdConfig::netflix())
+    preset_boundary(|| {
+        valve_limiter_config::with_aimd(
+            valve_algorithm::VALVE_ALGORITHM_AIMD,
+            &AimdConfig::netflix(),
+        )
+    })
 }
 
 /// A FIXED limit of `limit` (valid in `[1, VALVE_MAX_LIMIT]`; `valve_limiter_new` checks it).
 /// The `aimd` member holds valve's defaults. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn valve_limiter_config_fixed(limit: u32) -> valve_limiter_config {
-    let mut config = valve_limiter_config::with_aimd(
-        valve_algorithm::VALVE_ALGORITHM_FIXED,
-        &AimdConfig::default(),
-    );
-    config.fixed.limit = limit;
-    config
+    preset_boundary(|| {
+        let mut config = valve_limiter_config::with_aimd(
+            valve_algorithm::VALVE_ALGORITHM_FIXED,
+            &AimdConfig::default(),
+        );
+        config.fixed.limit = limit;
+        config
+    })
 }
 
 /// Creates a limiter from `config` and stores it in `*out`.
@@ -484,6 +496,18 @@ pub unsafe extern "C" fn valve_limiter_id(limiter: *const valve_limiter) -> u64 
         // SAFETY: `limiter` is NULL or a live handle (the caller's contract).
         unsafe { limiter.as_ref() }.map_or(0, |handle| handle.id)
     })
+}
+
+/// The panic boundary for preset functions: a panic answers a config with an unknown
+/// algorithm, which `valve_limiter_new` refuses, rather than a valid-looking one.
+#[inline(always)]
+fn preset_boundary(body: impl FnOnce() -> valve_limiter_config) -> valve_limiter_config {
+    let refused = valve_limiter_config {
+        algorithm: u32::MAX,
+        fixed: valve_fixed_config { limit: 0 },
+        aimd: valve_aimd_config::from_rust(&AimdConfig::netflix()),
+    };
+    crate::ffi::boundary(refused, body)
 }
 
 /// The panic boundary for functions returning nothing: a panic is swallowed.

@@ -66,7 +66,13 @@ pub enum valve_status {
 /// Returns a static NUL-terminated string that must not be freed. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn valve_status_name(code: u32) -> *const c_char {
-    let name: &'static [u8] = match code {
+    boundary(UNKNOWN_STATUS.as_ptr().cast(), || status_name(code).as_ptr().cast())
+}
+
+const UNKNOWN_STATUS: &[u8] = b"VALVE_UNKNOWN_STATUS\0";
+
+fn status_name(code: u32) -> &'static [u8] {
+    match code {
         0 => b"VALVE_OK\0",
         1 => b"VALVE_REJECTED\0",
         2 => b"VALVE_INVALID_ARGUMENT\0",
@@ -74,9 +80,8 @@ pub extern "C" fn valve_status_name(code: u32) -> *const c_char {
         4 => b"VALVE_STALE_PERMIT\0",
         5 => b"VALVE_FOREIGN_PERMIT\0",
         6 => b"VALVE_INTERNAL\0",
-        _ => b"VALVE_UNKNOWN_STATUS\0",
-    };
-    name.as_ptr().cast()
+        _ => UNKNOWN_STATUS,
+    }
 }
 
 /// The library version as a string, e.g. `"0.1.0"`.
@@ -84,14 +89,15 @@ pub extern "C" fn valve_status_name(code: u32) -> *const c_char {
 /// Returns a static NUL-terminated string that must not be freed. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn valve_version() -> *const c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+    boundary(VERSION.as_ptr().cast(), || VERSION.as_ptr().cast())
 }
 
 /// The library version as `(major << 16) | (minor << 8) | patch`, comparable with the header's
 /// `VALVE_VERSION_NUMBER` to detect a header/library mismatch. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn valve_version_number() -> u32 {
-    VERSION_NUMBER
+    boundary(VERSION_NUMBER, || VERSION_NUMBER)
 }
 
 const VERSION_NUMBER: u32 = (parse_u32(env!("CARGO_PKG_VERSION_MAJOR")) << 16)
