@@ -293,6 +293,3 @@ func (l *Limiter) Snapshot() (Snapshot, error) {
 
 // Version is the C library's version string.
 func Version() string { return C.GoString(C.valve_version()) }
-
-// emptyCall makes one cgo call that does nothing: the baseline of the benchmarks.
-func emptyCall() { C.valve_go_empty() }
