@@ -2,9 +2,9 @@
 CARGO ?= cargo
 LOOM_TARGET_DIR ?= target/loom
 
-.PHONY: test lint unit loom docs fuzz
+.PHONY: test lint unit loom docs header release ffi-c ffi-go ffi-python fuzz
 
-test: lint unit loom docs fuzz
+test: lint unit loom docs header ffi-c ffi-go ffi-python fuzz
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -21,6 +21,23 @@ loom:
 
 docs:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
+
+# The checked-in C header is what the pinned cbindgen generates now.
+header:
+	ffi/check-header.sh
+
+# libvalve.a and libvalve.so, which every binding links.
+release:
+	$(CARGO) build --release
+
+ffi-c: release
+	$(MAKE) -C ffi/c
+
+ffi-go: release
+	cd ffi/go && go vet ./... && go test -race -count=1 ./...
+
+ffi-python: release
+	ffi/python/test.sh
 
 # Every fuzz target, built and run briefly (FUZZ_SECONDS each, default 20).
 fuzz:

@@ -23,6 +23,7 @@
 //! | `breaker` | [`Breaker`]: state word, count/time windows, trip policies, half-open probes, [`BreakerConfig`] and its presets, [`BreakerSnapshot`] |
 //! | `error` | [`ConfigError`], returned by every constructor |
 //! | `sync` | std or loom atomics (`--cfg valve_loom`) and the updater election |
+//! | [`ffi`] | the C ABI declared in `include/valve.h`: handles, configs, permits, status codes |
 //!
 //! ## Time
 //!
@@ -52,6 +53,8 @@ mod breaker;
 mod budget;
 mod clock;
 mod error;
+#[cfg(not(valve_loom))]
+pub mod ffi;
 mod limit;
 mod limiter;
 mod rng;

@@ -64,3 +64,50 @@ fn acquire_and_release_allocate_nothing() {
     assert_eq!(n, 0, "{n} allocations on the hot path");
     assert!(windowed.snapshot().success >= 10_000);
 }
+
+#[test]
+fn the_c_abi_allocates_nothing_per_call() {
+    use valve::ffi::*;
+
+    let mut config = valve_limiter_config_default();
+    config.aimd.window = valve_window_config {
+        min_duration_ns: 0,
+        max_duration_ns: 0,
+        min_samples: 1,
+        min_rtt_threshold_ns: 0,
+        percentile: 0.0,
+    };
+    let mut handle = std::ptr::null_mut();
+    // SAFETY: both pointers are valid.
+    assert_eq!(unsafe { valve_limiter_new(&config, &mut handle) }, valve_status::VALVE_OK);
+    let mut permit = valve_permit { limiter_id: 0, start_ns: 0, in_flight: 0, state: 0 };
+    let mut snapshot = valve::LimiterSnapshot::default();
+    let n = allocations_in(|| {
+        for i in 0..10_000u64 {
+            let now = i * 1_000_000;
+            let outcome = (i % 3) as u32;
+            // SAFETY: a live handle and valid pointers, used by this thread only.
+            unsafe {
+                assert_eq!(
+                    valve_limiter_try_acquire_at(handle, now, &mut permit),
+                    valve_status::VALVE_OK
+                );
+                assert_eq!(
+                    valve_limiter_release_at(handle, &mut permit, outcome, now + 10),
+                    valve_status::VALVE_OK
+                );
+                assert_eq!(
+                    valve_limiter_release(handle, &mut permit, outcome),
+                    valve_status::VALVE_STALE_PERMIT
+                );
+                assert_eq!(valve_limiter_try_acquire(handle, &mut permit), valve_status::VALVE_OK);
+                assert_eq!(valve_limiter_release(handle, &mut permit, 2), valve_status::VALVE_OK);
+                valve_limiter_get_snapshot(handle, &mut snapshot);
+            }
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations through the C ABI");
+    assert_eq!(snapshot.admitted, 20_000);
+    // SAFETY: a live handle, freed once.
+    unsafe { valve_limiter_free(handle) };
+}

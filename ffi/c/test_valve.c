@@ -1,0 +1,361 @@
+/*
+ * The C test suite of valve's ABI: every function, hostile input (NULL, invalid configs,
+ * unknown enumeration values, double, foreign and forged releases) and an 8-thread stress
+ * through the ABI. Plain C11 and pthreads; prints "N passed, 0 failed" on success.
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include "check.h"
+#include "valve.h"
+
+#define STRESS_THREADS 8
+#define STRESS_ITERATIONS 20000
+#define STRESS_LIMIT 3
+
+static valve_limiter *new_limiter(const valve_limiter_config *config) {
+    valve_limiter *limiter = NULL;
+    CHECK_STATUS(valve_limiter_new(config, &limiter), VALVE_OK);
+    CHECK(limiter != NULL);
+    return limiter;
+}
+
+static valve_limiter_snapshot snapshot(const valve_limiter *limiter) {
+    valve_limiter_snapshot snap;
+    memset(&snap, 0xff, sizeof snap);
+    CHECK_STATUS(valve_limiter_get_snapshot(limiter, &snap), VALVE_OK);
+    return snap;
+}
+
+static void test_version(void) {
+    CHECK(valve_version_number() == VALVE_VERSION_NUMBER);
+    CHECK(VALVE_VERSION_NUMBER ==
+          ((VALVE_VERSION_MAJOR << 16) | (VALVE_VERSION_MINOR << 8) | VALVE_VERSION_PATCH));
+    char expected[32];
+    snprintf(expected, sizeof expected, "%d.%d.%d", VALVE_VERSION_MAJOR, VALVE_VERSION_MINOR,
+             VALVE_VERSION_PATCH);
+    CHECK(strcmp(valve_version(), expected) == 0);
+}
+
+static void test_status_names(void) {
+    CHECK(strcmp(valve_status_name(VALVE_OK), "VALVE_OK") == 0);
+    CHECK(strcmp(valve_status_name(VALVE_REJECTED), "VALVE_REJECTED") == 0);
+    CHECK(strcmp(valve_status_name(VALVE_INVALID_ARGUMENT), "VALVE_INVALID_ARGUMENT") == 0);
+    CHECK(strcmp(valve_status_name(VALVE_NULL_POINTER), "VALVE_NULL_POINTER") == 0);
+    CHECK(strcmp(valve_status_name(VALVE_STALE_PERMIT), "VALVE_STALE_PERMIT") == 0);
+    CHECK(strcmp(valve_status_name(VALVE_FOREIGN_PERMIT), "VALVE_FOREIGN_PERMIT") == 0);
+    CHECK(strcmp(valve_status_name(VALVE_INTERNAL), "VALVE_INTERNAL") == 0);
+    CHECK(strcmp(valve_status_name(VALVE_INTERNAL + 1), "VALVE_UNKNOWN_STATUS") == 0);
+    CHECK(strcmp(valve_status_name(0xffffffffu), "VALVE_UNKNOWN_STATUS") == 0);
+}
+
+static void test_presets(void) {
+    valve_limiter_config config = valve_limiter_config_default();
+    CHECK(config.algorithm == VALVE_ALGORITHM_AIMD);
+    CHECK(config.aimd.initial_limit == 20 && config.aimd.min_limit == 1);
+    CHECK(config.aimd.max_limit == 1000 && config.aimd.increase_step == 1);
+    CHECK(config.aimd.backoff_ratio == 0.9 && config.aimd.utilisation_threshold == 0.5);
+    CHECK(config.aimd.timeout_ns == 5000000000ull);
+    CHECK(config.aimd.window.min_duration_ns == 10000000ull);
+    CHECK(config.aimd.window.max_duration_ns == 1000000000ull);
+    CHECK(config.aimd.window.min_samples == 10);
+    CHECK(config.fixed.limit == 20);
+
+    config = valve_limiter_config_aimd_netflix();
+    CHECK(config.algorithm == VALVE_ALGORITHM_AIMD);
+    CHECK(config.aimd.min_limit == 20 && config.aimd.max_limit == 200);
+    CHECK(config.aimd.window.min_duration_ns == 1000000000ull);
+    CHECK(config.aimd.window.min_rtt_threshold_ns == 100000ull);
+
+    config = valve_limiter_config_fixed(7);
+    CHECK(config.algorithm == VALVE_ALGORITHM_FIXED && config.fixed.limit == 7);
+
+    /* Every preset builds. */
+    valve_limiter_config presets[] = {valve_limiter_config_default(),
+                                      valve_limiter_config_aimd_netflix(),
+                                      valve_limiter_config_fixed(1),
+                                      valve_limiter_config_fixed(VALVE_MAX_LIMIT)};
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
+        valve_limiter_free(new_limiter(&presets[i]));
+    }
+}
+
+static void test_invalid_configs(void) {
+    valve_limiter *limiter = (valve_limiter *)&limiter; /* must be overwritten with NULL */
+    valve_limiter_config config = valve_limiter_config_default();
+    config.algorithm = 1000; /* far above any algorithm number, so adding algorithms keeps it unknown */
+    CHECK_STATUS(valve_limiter_new(&config, &limiter), VALVE_INVALID_ARGUMENT);
+    CHECK(limiter == NULL);
+    config.algorithm = 0xffffffffu;
+    CHECK_STATUS(valve_limiter_new(&config, &limiter), VALVE_INVALID_ARGUMENT);
+
+    valve_limiter_config bad[8];
+    for (size_t i = 0; i < 8; i++) {
+        bad[i] = valve_limiter_config_default();
+    }
+    bad[0].aimd.min_limit = 0;
+    bad[1].aimd.min_limit = 50; /* above the initial limit */
+    bad[2].aimd.backoff_ratio = 1.0;
+    bad[3].aimd.backoff_ratio = 0.0 / 0.0;
+    bad[4].aimd.utilisation_threshold = 1.5;
+    bad[5].aimd.increase_step = 0;
+    bad[6].aimd.timeout_ns = 0;
+    bad[7].aimd.window.min_samples = 0;
+    for (size_t i = 0; i < 8; i++) {
+        CHECK_STATUS(valve_limiter_new(&bad[i], &limiter), VALVE_INVALID_ARGUMENT);
+    }
+    config = valve_limiter_config_default();
+    config.aimd.window.min_duration_ns = config.aimd.window.max_duration_ns + 1;
+    CHECK_STATUS(valve_limiter_new(&config, &limiter), VALVE_INVALID_ARGUMENT);
+    config = valve_limiter_config_fixed(0);
+    CHECK_STATUS(valve_limiter_new(&config, &limiter), VALVE_INVALID_ARGUMENT);
+    config = valve_limiter_config_fixed(VALVE_MAX_LIMIT + 1);
+    CHECK_STATUS(valve_limiter_new(&config, &limiter), VALVE_INVALID_ARGUMENT);
+    CHECK(limiter == NULL);
+}
+
+static void test_null_pointers(void) {
+    valve_limiter_config config = valve_limiter_config_fixed(1);
+    valve_limiter *limiter = new_limiter(&config);
+    valve_limiter_snapshot snap;
+    valve_permit permit;
+    valve_limiter *out = NULL;
+    uint32_t in_force = 0;
+
+    CHECK_STATUS(valve_limiter_new(NULL, &out), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_limiter_new(&config, NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_limiter_try_acquire(NULL, &permit), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_limiter_try_acquire(limiter, NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_limiter_try_acquire_at(NULL, 1, &permit), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_limiter_try_acquire_at(limiter, 1, NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_limiter_release(NULL, &permit, VALVE_OUTCOME_SUCCESS), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_limiter_release(limiter, NULL, VALVE_OUTCOME_SUCCESS), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_limiter_release_at(NULL, &permit, VALVE_OUTCOME_SUCCESS, 1),
+                 VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_limiter_release_at(limiter, NULL, VALVE_OUTCOME_SUCCESS, 1),
+                 VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_limiter_set_limit(NULL, 3, &in_force), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_limiter_get_snapshot(NULL, &snap), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_limiter_get_snapshot(limiter, NULL), VALVE_NULL_POINTER);
+    CHECK(valve_limiter_id(NULL) == 0);
+    valve_limiter_free(NULL);
+
+    /* None of it touched the limiter. */
+    snap = snapshot(limiter);
+    CHECK(snap.in_flight == 0 && snap.admitted == 0 && snap.rejected == 0);
+    valve_limiter_free(limiter);
+}
+
+static void test_acquire_release(void) {
+    valve_limiter_config config = valve_limiter_config_fixed(2);
+    valve_limiter *limiter = new_limiter(&config);
+    valve_permit a, b, c;
+
+    CHECK_STATUS(valve_limiter_try_acquire_at(limiter, 100, &a), VALVE_OK);
+    CHECK(a.state == VALVE_PERMIT_HELD && a.in_flight == 1 && a.start_ns == 100);
+    CHECK(a.limiter_id == valve_limiter_id(limiter) && a.limiter_id != 0);
+    CHECK_STATUS(valve_limiter_try_acquire(limiter, &b), VALVE_OK);
+    CHECK(b.state == VALVE_PERMIT_HELD && b.in_flight == 2);
+    CHECK_STATUS(valve_limiter_try_acquire(limiter, &c), VALVE_REJECTED);
+    CHECK(c.state == VALVE_PERMIT_EMPTY && c.in_flight == 2);
+
+    valve_limiter_snapshot snap = snapshot(limiter);
+    CHECK(snap.limit == 2 && snap.in_flight == 2 && snap.admitted == 2 && snap.rejected == 1);
+
+    CHECK_STATUS(valve_limiter_release_at(limiter, &a, VALVE_OUTCOME_SUCCESS, 150), VALVE_OK);
+    CHECK(a.state == VALVE_PERMIT_RELEASED);
+    CHECK_STATUS(valve_limiter_release(limiter, &b, VALVE_OUTCOME_DROPPED), VALVE_OK);
+    CHECK_STATUS(valve_limiter_try_acquire(limiter, &c), VALVE_OK);
+    CHECK_STATUS(valve_limiter_release(limiter, &c, VALVE_OUTCOME_IGNORED), VALVE_OK);
+
+    snap = snapshot(limiter);
+    CHECK(snap.in_flight == 0 && snap.admitted == 3 && snap.rejected == 1);
+    CHECK(snap.success == 1 && snap.dropped == 1 && snap.ignored == 1);
+    CHECK(snap.admitted == snap.success + snap.dropped + snap.ignored + snap.in_flight);
+    valve_limiter_free(limiter);
+}
+
+static void test_hostile_releases(void) {
+    valve_limiter_config config = valve_limiter_config_fixed(4);
+    valve_limiter *limiter = new_limiter(&config);
+    valve_limiter *other = new_limiter(&config);
+    valve_permit permit, zeroed, forged;
+    memset(&zeroed, 0, sizeof zeroed);
+
+    CHECK_STATUS(valve_limiter_try_acquire_at(limiter, 10, &permit), VALVE_OK);
+    valve_limiter_snapshot before = snapshot(limiter);
+
+    /* Each of these changes nothing. */
+    CHECK_STATUS(valve_limiter_release_at(limiter, &permit, 3, 20), VALVE_INVALID_ARGUMENT);
+    CHECK_STATUS(valve_limiter_release_at(limiter, &permit, 0xffffffffu, 20),
+                 VALVE_INVALID_ARGUMENT);
+    CHECK_STATUS(valve_limiter_release_at(other, &permit, VALVE_OUTCOME_SUCCESS, 20),
+                 VALVE_FOREIGN_PERMIT);
+    CHECK_STATUS(valve_limiter_release_at(limiter, &zeroed, VALVE_OUTCOME_SUCCESS, 20),
+                 VALVE_STALE_PERMIT);
+    forged = permit;
+    forged.state = 42;
+    CHECK_STATUS(valve_limiter_release_at(limiter, &forged, VALVE_OUTCOME_SUCCESS, 20),
+                 VALVE_INVALID_ARGUMENT);
+    CHECK(permit.state == VALVE_PERMIT_HELD);
+    valve_limiter_snapshot after = snapshot(limiter);
+    CHECK(memcmp(&before, &after, sizeof before) == 0);
+
+    /* Double release: the second answers STALE_PERMIT and changes nothing. */
+    CHECK_STATUS(valve_limiter_release_at(limiter, &permit, VALVE_OUTCOME_SUCCESS, 20), VALVE_OK);
+    before = snapshot(limiter);
+    CHECK_STATUS(valve_limiter_release_at(limiter, &permit, VALVE_OUTCOME_SUCCESS, 30),
+                 VALVE_STALE_PERMIT);
+    CHECK_STATUS(valve_limiter_release(limiter, &permit, VALVE_OUTCOME_IGNORED),
+                 VALVE_STALE_PERMIT);
+    after = snapshot(limiter);
+    CHECK(memcmp(&before, &after, sizeof before) == 0);
+    CHECK(after.in_flight == 0 && after.success == 1);
+
+    /* Time going backwards counts as a zero RTT, not an error. */
+    CHECK_STATUS(valve_limiter_try_acquire_at(limiter, 1000, &permit), VALVE_OK);
+    CHECK_STATUS(valve_limiter_release_at(limiter, &permit, VALVE_OUTCOME_SUCCESS, 1), VALVE_OK);
+
+    /* A permit of a freed limiter is foreign to a new one, even at the same address. */
+    CHECK_STATUS(valve_limiter_try_acquire(other, &permit), VALVE_OK);
+    valve_limiter_free(other);
+    other = new_limiter(&config);
+    CHECK_STATUS(valve_limiter_release(other, &permit, VALVE_OUTCOME_SUCCESS),
+                 VALVE_FOREIGN_PERMIT);
+    valve_limiter_free(other);
+    valve_limiter_free(limiter);
+}
+
+static void test_set_limit(void) {
+    valve_limiter_config config = valve_limiter_config_aimd_netflix();
+    valve_limiter *limiter = new_limiter(&config);
+    uint32_t in_force = 0;
+    valve_permit permits[25];
+
+    CHECK_STATUS(valve_limiter_set_limit(limiter, 5, &in_force), VALVE_OK);
+    CHECK(in_force == 20); /* clamped to the preset's minimum */
+    CHECK_STATUS(valve_limiter_set_limit(limiter, 1000, &in_force), VALVE_OK);
+    CHECK(in_force == 200);
+    CHECK_STATUS(valve_limiter_set_limit(limiter, 25, NULL), VALVE_OK);
+    CHECK(snapshot(limiter).limit == 25);
+
+    for (int i = 0; i < 25; i++) {
+        CHECK_STATUS(valve_limiter_try_acquire(limiter, &permits[i]), VALVE_OK);
+    }
+    /* Lowering never revokes running work; it stops new admissions. */
+    CHECK_STATUS(valve_limiter_set_limit(limiter, 20, NULL), VALVE_OK);
+    valve_permit extra;
+    CHECK_STATUS(valve_limiter_try_acquire(limiter, &extra), VALVE_REJECTED);
+    CHECK(snapshot(limiter).in_flight == 25);
+    for (int i = 0; i < 25; i++) {
+        CHECK_STATUS(valve_limiter_release(limiter, &permits[i], VALVE_OUTCOME_IGNORED), VALVE_OK);
+    }
+    CHECK(snapshot(limiter).in_flight == 0);
+    valve_limiter_free(limiter);
+}
+
+static void test_aimd_learns(void) {
+    valve_limiter_config config = valve_limiter_config_default();
+    config.aimd.window.min_duration_ns = 0;
+    config.aimd.window.max_duration_ns = 0;
+    config.aimd.window.min_samples = 1;
+    valve_limiter *limiter = new_limiter(&config);
+    valve_permit permit;
+    uint64_t now = 0;
+
+    /* Drops back off multiplicatively: 20 -> 18 -> 16. */
+    for (int i = 0; i < 2; i++) {
+        CHECK_STATUS(valve_limiter_try_acquire_at(limiter, now, &permit), VALVE_OK);
+        now += 1000000;
+        CHECK_STATUS(valve_limiter_release_at(limiter, &permit, VALVE_OUTCOME_DROPPED, now),
+                     VALVE_OK);
+    }
+    valve_limiter_snapshot snap = snapshot(limiter);
+    CHECK(snap.limit == 16 && snap.dropped == 2);
+    CHECK(snap.sample_rtt_ns == 1000000 && snap.min_rtt_ns == 1000000);
+    valve_limiter_free(limiter);
+}
+
+struct stress {
+    valve_limiter *limiter;
+    uint32_t limit_bound; /* in-flight must never exceed it */
+    atomic_uint held;
+    atomic_uint max_held;
+    atomic_ullong admitted;
+    atomic_ullong rejected;
+    atomic_ullong by_outcome[3];
+};
+
+static void *stress_worker(void *arg) {
+    struct stress *s = arg;
+    for (unsigned i = 0; i < STRESS_ITERATIONS; i++) {
+        valve_permit permit;
+        valve_status status = (i & 1) ? valve_limiter_try_acquire(s->limiter, &permit)
+                                      : valve_limiter_try_acquire_at(s->limiter, i, &permit);
+        if (status == VALVE_REJECTED) {
+            atomic_fetch_add(&s->rejected, 1);
+            continue;
+        }
+        CHECK_STATUS(status, VALVE_OK);
+        unsigned held = atomic_fetch_add(&s->held, 1) + 1;
+        unsigned seen = atomic_load(&s->max_held);
+        while (held > seen && !atomic_compare_exchange_weak(&s->max_held, &seen, held)) {
+        }
+        atomic_fetch_add(&s->admitted, 1);
+        uint32_t outcome = i % 3;
+        atomic_fetch_sub(&s->held, 1);
+        status = (i & 2) ? valve_limiter_release(s->limiter, &permit, outcome)
+                         : valve_limiter_release_at(s->limiter, &permit, outcome, i + 1000);
+        CHECK_STATUS(status, VALVE_OK);
+        atomic_fetch_add(&s->by_outcome[outcome], 1);
+        if (i % 64 == 0) {
+            CHECK_STATUS(valve_limiter_release(s->limiter, &permit, outcome), VALVE_STALE_PERMIT);
+            valve_limiter_snapshot snap;
+            CHECK_STATUS(valve_limiter_get_snapshot(s->limiter, &snap), VALVE_OK);
+        }
+    }
+    return NULL;
+}
+
+static void stress(const valve_limiter_config *config, uint32_t limit_bound) {
+    struct stress s = {.limiter = new_limiter(config), .limit_bound = limit_bound};
+    pthread_t threads[STRESS_THREADS];
+    for (int i = 0; i < STRESS_THREADS; i++) {
+        CHECK(pthread_create(&threads[i], NULL, stress_worker, &s) == 0);
+    }
+    for (int i = 0; i < STRESS_THREADS; i++) {
+        CHECK(pthread_join(threads[i], NULL) == 0);
+    }
+    valve_limiter_snapshot snap = snapshot(s.limiter);
+    CHECK(atomic_load(&s.max_held) <= limit_bound);
+    CHECK(snap.in_flight == 0);
+    CHECK(snap.admitted == atomic_load(&s.admitted));
+    CHECK(snap.rejected == atomic_load(&s.rejected));
+    CHECK(snap.admitted + snap.rejected == (uint64_t)STRESS_THREADS * STRESS_ITERATIONS);
+    CHECK(snap.success == atomic_load(&s.by_outcome[VALVE_OUTCOME_SUCCESS]));
+    CHECK(snap.dropped == atomic_load(&s.by_outcome[VALVE_OUTCOME_DROPPED]));
+    CHECK(snap.ignored == atomic_load(&s.by_outcome[VALVE_OUTCOME_IGNORED]));
+    CHECK(snap.admitted == snap.success + snap.dropped + snap.ignored);
+    valve_limiter_free(s.limiter);
+}
+
+static void test_stress(void) {
+    valve_limiter_config fixed = valve_limiter_config_fixed(STRESS_LIMIT);
+    stress(&fixed, STRESS_LIMIT);
+    valve_limiter_config aimd = valve_limiter_config_default();
+    stress(&aimd, aimd.aimd.max_limit);
+}
+
+int main(void) {
+    test_version();
+    test_status_names();
+    test_presets();
+    test_invalid_configs();
+    test_null_pointers();
+    test_acquire_release();
+    test_hostile_releases();
+    test_set_limit();
+    test_aimd_learns();
+    test_stress();
+    return check_summary();
+}

@@ -1,0 +1,3 @@
+module valve.example/valve
+
+go 1.24

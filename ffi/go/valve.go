@@ -1,0 +1,295 @@
+// Package valve is a Go binding of valve's C ABI (include/valve.h): a concurrency limiter that
+// admits work up to an adaptive limit and sheds the rest at once.
+//
+// It links the static library built by `cargo build --release` at the repository root. Every
+// method of a Limiter is safe for concurrent use, except Close, which must not run concurrently
+// with anything else on the same Limiter.
+//
+//	limiter, err := valve.New(valve.DefaultConfig())
+//	if err != nil { ... }
+//	defer limiter.Close()
+//	permit, err := limiter.TryAcquire()
+//	if errors.Is(err, valve.ErrRejected) { /* answer 503 at once */ }
+//	defer permit.Ignore() // a no-op once Success or Dropped ran
+//	... call the backend ...
+//	permit.Success() // or permit.Dropped() on a timeout or a 503
+package valve
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../../include
+#cgo LDFLAGS: ${SRCDIR}/../../target/release/libvalve.a -lm -ldl -lpthread
+// valve keeps no pointer past a call and never calls back into Go: cgo may then skip the
+// escape of arguments to the heap and the callback bookkeeping.
+#cgo noescape valve_limiter_try_acquire
+#cgo nocallback valve_limiter_try_acquire
+#cgo noescape valve_limiter_release
+#cgo nocallback valve_limiter_release
+#cgo noescape valve_limiter_get_snapshot
+#cgo nocallback valve_limiter_get_snapshot
+#include "valve.h"
+
+// The floor of a cgo call, for BenchmarkEmptyCgoCalls.
+static void valve_go_empty(void) {}
+*/
+import "C"
+
+import (
+	"errors"
+	"runtime"
+	"time"
+)
+
+// Status is a valve_status code. The non-OK ones are errors; compare with errors.Is.
+type Status uint32
+
+// The valve_status codes.
+const (
+	StatusOK              Status = C.VALVE_OK
+	StatusRejected        Status = C.VALVE_REJECTED
+	StatusInvalidArgument Status = C.VALVE_INVALID_ARGUMENT
+	StatusNullPointer     Status = C.VALVE_NULL_POINTER
+	StatusStalePermit     Status = C.VALVE_STALE_PERMIT
+	StatusForeignPermit   Status = C.VALVE_FOREIGN_PERMIT
+	StatusInternal        Status = C.VALVE_INTERNAL
+)
+
+// Errors returned by this package.
+var (
+	// ErrRejected: the limit was reached. Shed the work.
+	ErrRejected error = StatusRejected
+	// ErrInvalidArgument: a config failed validation.
+	ErrInvalidArgument error = StatusInvalidArgument
+	// ErrStalePermit: the permit was already released (or never held a slot).
+	ErrStalePermit error = StatusStalePermit
+	// ErrClosed: the limiter was closed.
+	ErrClosed = errors.New("valve: limiter is closed")
+)
+
+// Error names the code as the C library does, e.g. "valve: VALVE_REJECTED".
+func (s Status) Error() string {
+	return "valve: " + C.GoString(C.valve_status_name(C.uint32_t(s)))
+}
+
+func statusError(s C.valve_status) error {
+	if s == C.VALVE_OK {
+		return nil
+	}
+	return Status(s)
+}
+
+// Algorithm picks a limit algorithm.
+type Algorithm uint32
+
+// The limit algorithms.
+const (
+	// Fixed is a constant limit, settable by hand: Config.FixedLimit.
+	Fixed Algorithm = C.VALVE_ALGORITHM_FIXED
+	// AIMD is additive increase, multiplicative decrease: Config.AIMD.
+	AIMD Algorithm = C.VALVE_ALGORITHM_AIMD
+)
+
+// WindowConfig says how completed calls are aggregated before the algorithm sees them.
+type WindowConfig struct {
+	MinDuration     time.Duration
+	MaxDuration     time.Duration
+	MinSamples      uint32
+	MinRTTThreshold time.Duration
+}
+
+// AIMDConfig configures the AIMD algorithm; see valve_aimd_config in valve.h.
+type AIMDConfig struct {
+	InitialLimit         uint32
+	MinLimit             uint32
+	MaxLimit             uint32
+	IncreaseStep         uint32
+	BackoffRatio         float64
+	UtilisationThreshold float64
+	Timeout              time.Duration
+	Window               WindowConfig
+}
+
+// Config configures a Limiter: Algorithm picks which of FixedLimit and AIMD is read.
+type Config struct {
+	Algorithm  Algorithm
+	FixedLimit uint32
+	AIMD       AIMDConfig
+}
+
+// DefaultConfig is valve's AIMD defaults (valve_limiter_config_default).
+func DefaultConfig() Config { return configFromC(C.valve_limiter_config_default()) }
+
+// NetflixAIMDConfig is Netflix AIMDLimit parity (valve_limiter_config_aimd_netflix).
+func NetflixAIMDConfig() Config { return configFromC(C.valve_limiter_config_aimd_netflix()) }
+
+// FixedConfig is a fixed limit of limit (valve_limiter_config_fixed).
+func FixedConfig(limit uint32) Config {
+	return configFromC(C.valve_limiter_config_fixed(C.uint32_t(limit)))
+}
+
+func configFromC(c C.valve_limiter_config) Config {
+	return Config{
+		Algorithm:  Algorithm(c.algorithm),
+		FixedLimit: uint32(c.fixed.limit),
+		AIMD: AIMDConfig{
+			InitialLimit:         uint32(c.aimd.initial_limit),
+			MinLimit:             uint32(c.aimd.min_limit),
+			MaxLimit:             uint32(c.aimd.max_limit),
+			IncreaseStep:         uint32(c.aimd.increase_step),
+			BackoffRatio:         float64(c.aimd.backoff_ratio),
+			UtilisationThreshold: float64(c.aimd.utilisation_threshold),
+			Timeout:              durationFromNs(c.aimd.timeout_ns),
+			Window: WindowConfig{
+				MinDuration:     durationFromNs(c.aimd.window.min_duration_ns),
+				MaxDuration:     durationFromNs(c.aimd.window.max_duration_ns),
+				MinSamples:      uint32(c.aimd.window.min_samples),
+				MinRTTThreshold: durationFromNs(c.aimd.window.min_rtt_threshold_ns),
+			},
+		},
+	}
+}
+
+// durationFromNs saturates: the C side uses u64::MAX ns for "never".
+func durationFromNs(ns C.uint64_t) time.Duration {
+	if uint64(ns) > uint64(1<<63-1) {
+		return time.Duration(1<<63 - 1)
+	}
+	return time.Duration(ns)
+}
+
+func (c *Config) toC() (C.valve_limiter_config, error) {
+	a, w := &c.AIMD, &c.AIMD.Window
+	for _, d := range []time.Duration{a.Timeout, w.MinDuration, w.MaxDuration, w.MinRTTThreshold} {
+		if d < 0 {
+			return C.valve_limiter_config{}, ErrInvalidArgument
+		}
+	}
+	var cfg C.valve_limiter_config
+	cfg.algorithm = C.uint32_t(c.Algorithm)
+	cfg.fixed.limit = C.uint32_t(c.FixedLimit)
+	cfg.aimd.initial_limit = C.uint32_t(a.InitialLimit)
+	cfg.aimd.min_limit = C.uint32_t(a.MinLimit)
+	cfg.aimd.max_limit = C.uint32_t(a.MaxLimit)
+	cfg.aimd.increase_step = C.uint32_t(a.IncreaseStep)
+	cfg.aimd.backoff_ratio = C.double(a.BackoffRatio)
+	cfg.aimd.utilisation_threshold = C.double(a.UtilisationThreshold)
+	cfg.aimd.timeout_ns = C.uint64_t(a.Timeout)
+	cfg.aimd.window.min_duration_ns = C.uint64_t(w.MinDuration)
+	cfg.aimd.window.max_duration_ns = C.uint64_t(w.MaxDuration)
+	cfg.aimd.window.min_samples = C.uint32_t(w.MinSamples)
+	cfg.aimd.window.min_rtt_threshold_ns = C.uint64_t(w.MinRTTThreshold)
+	return cfg, nil
+}
+
+// Limiter is a concurrency limiter (valve_limiter). Create it with New and Close it when done;
+// a Limiter that becomes unreachable is closed by the garbage collector.
+type Limiter struct {
+	ptr *C.valve_limiter
+}
+
+// New creates a Limiter; a config the library refuses gives ErrInvalidArgument.
+func New(config Config) (*Limiter, error) {
+	cfg, err := config.toC()
+	if err != nil {
+		return nil, err
+	}
+	l := &Limiter{}
+	if err := statusError(C.valve_limiter_new(&cfg, &l.ptr)); err != nil {
+		return nil, err
+	}
+	runtime.SetFinalizer(l, (*Limiter).Close)
+	return l, nil
+}
+
+// Close frees the limiter. Later calls answer ErrClosed; closing twice is a no-op. It must not
+// run concurrently with any other method of this Limiter or its Permits.
+func (l *Limiter) Close() error {
+	if l.ptr != nil {
+		C.valve_limiter_free(l.ptr)
+		l.ptr = nil
+		runtime.SetFinalizer(l, nil)
+	}
+	return nil
+}
+
+// Permit is the right to run one unit of work. Report how it ended exactly once with Success,
+// Dropped or Ignore; later reports answer ErrStalePermit. Keep the Permit where TryAcquire put
+// it (or pass a pointer): a copy is a second handle on the same slot.
+type Permit struct {
+	limiter *Limiter
+	permit  C.valve_permit
+}
+
+// TryAcquire admits one call if in-flight is below the limit, or answers ErrRejected at once.
+func (l *Limiter) TryAcquire() (Permit, error) {
+	p := Permit{limiter: l}
+	if l.ptr == nil {
+		return p, ErrClosed
+	}
+	status := C.valve_limiter_try_acquire(l.ptr, &p.permit)
+	runtime.KeepAlive(l)
+	return p, statusError(status)
+}
+
+// Success reports that the work completed normally: its RTT is a sample.
+func (p *Permit) Success() error { return p.release(C.VALVE_OUTCOME_SUCCESS) }
+
+// Dropped reports an overload signal (timeout, 503): the limit backs off.
+func (p *Permit) Dropped() error { return p.release(C.VALVE_OUTCOME_DROPPED) }
+
+// Ignore releases the slot and teaches nothing (client cancel, bad request).
+func (p *Permit) Ignore() error { return p.release(C.VALVE_OUTCOME_IGNORED) }
+
+func (p *Permit) release(outcome C.uint32_t) error {
+	if p.limiter == nil {
+		return ErrStalePermit
+	}
+	if p.limiter.ptr == nil {
+		return ErrClosed
+	}
+	status := C.valve_limiter_release(p.limiter.ptr, &p.permit, outcome)
+	runtime.KeepAlive(p.limiter)
+	return statusError(status)
+}
+
+// SetLimit sets the limit by hand, clamped to the algorithm's bounds, and returns the limit now
+// in force. Lowering it never revokes running work.
+func (l *Limiter) SetLimit(limit uint32) (uint32, error) {
+	if l.ptr == nil {
+		return 0, ErrClosed
+	}
+	var inForce C.uint32_t
+	status := C.valve_limiter_set_limit(l.ptr, C.uint32_t(limit), &inForce)
+	runtime.KeepAlive(l)
+	return uint32(inForce), statusError(status)
+}
+
+// Snapshot holds a limiter's counters and gauges (valve_limiter_snapshot).
+type Snapshot struct {
+	Limit, InFlight                               uint32
+	Admitted, Rejected, Success, Dropped, Ignored uint64
+	SampleRTT, MinRTT                             time.Duration
+}
+
+// Snapshot reads the counters and gauges without locks.
+func (l *Limiter) Snapshot() (Snapshot, error) {
+	if l.ptr == nil {
+		return Snapshot{}, ErrClosed
+	}
+	var s C.valve_limiter_snapshot
+	status := C.valve_limiter_get_snapshot(l.ptr, &s)
+	runtime.KeepAlive(l)
+	return Snapshot{
+		Limit:     uint32(s.limit),
+		InFlight:  uint32(s.in_flight),
+		Admitted:  uint64(s.admitted),
+		Rejected:  uint64(s.rejected),
+		Success:   uint64(s.success),
+		Dropped:   uint64(s.dropped),
+		Ignored:   uint64(s.ignored),
+		SampleRTT: durationFromNs(s.sample_rtt_ns),
+		MinRTT:    durationFromNs(s.min_rtt_ns),
+	}, statusError(status)
+}
+
+// Version is the C library's version string.
+func Version() string { return C.GoString(C.valve_version()) }

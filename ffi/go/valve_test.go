@@ -1,0 +1,222 @@
+package valve
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func newLimiter(t testing.TB, config Config) *Limiter {
+	t.Helper()
+	l, err := New(config)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func snapshot(t testing.TB, l *Limiter) Snapshot {
+	t.Helper()
+	s, err := l.Snapshot()
+	if err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
+	return s
+}
+
+func TestPresets(t *testing.T) {
+	d := DefaultConfig()
+	if d.Algorithm != AIMD || d.AIMD.MinLimit != 1 || d.AIMD.MaxLimit != 1000 ||
+		d.AIMD.Timeout != 5*time.Second || d.AIMD.Window.MinDuration != 10*time.Millisecond {
+		t.Errorf("DefaultConfig = %+v", d)
+	}
+	n := NetflixAIMDConfig()
+	if n.AIMD.MinLimit != 20 || n.AIMD.MaxLimit != 200 || n.AIMD.Window.MinRTTThreshold != 100*time.Microsecond {
+		t.Errorf("NetflixAIMDConfig = %+v", n)
+	}
+	if f := FixedConfig(7); f.Algorithm != Fixed || f.FixedLimit != 7 {
+		t.Errorf("FixedConfig(7) = %+v", f)
+	}
+	for _, c := range []Config{d, n, FixedConfig(1)} {
+		newLimiter(t, c)
+	}
+	if Version() == "" {
+		t.Error("empty version")
+	}
+}
+
+func TestInvalidConfigs(t *testing.T) {
+	bad := []func(*Config){
+		func(c *Config) { c.Algorithm = 99 },
+		func(c *Config) { c.AIMD.MinLimit = 0 },
+		func(c *Config) { c.AIMD.BackoffRatio = 1 },
+		func(c *Config) { c.AIMD.Timeout = -time.Second },
+		func(c *Config) { c.Algorithm, c.FixedLimit = Fixed, 0 },
+	}
+	for i, change := range bad {
+		c := DefaultConfig()
+		change(&c)
+		if l, err := New(c); !errors.Is(err, ErrInvalidArgument) || l != nil {
+			t.Errorf("config %d: got %v, %v", i, l, err)
+		}
+	}
+}
+
+func TestAcquireReleaseAndErrors(t *testing.T) {
+	l := newLimiter(t, FixedConfig(1))
+	p, err := l.TryAcquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.TryAcquire(); !errors.Is(err, ErrRejected) {
+		t.Fatalf("second acquire: %v", err)
+	}
+	if err := p.Success(); err != nil {
+		t.Fatal(err)
+	}
+	err = p.Success()
+	if !errors.Is(err, ErrStalePermit) {
+		t.Fatalf("double release: %v", err)
+	}
+	if err.Error() != "valve: VALVE_STALE_PERMIT" {
+		t.Errorf("message %q", err.Error())
+	}
+	for _, release := range []func(*Permit) error{(*Permit).Dropped, (*Permit).Ignore} {
+		p, err := l.TryAcquire()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := release(&p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var zero Permit
+	if err := zero.Success(); !errors.Is(err, ErrStalePermit) {
+		t.Errorf("zero permit: %v", err)
+	}
+	s := snapshot(t, l)
+	if s.InFlight != 0 || s.Admitted != 3 || s.Rejected != 1 || s.Success != 1 || s.Dropped != 1 || s.Ignored != 1 {
+		t.Errorf("snapshot %+v", s)
+	}
+}
+
+func TestForeignPermit(t *testing.T) {
+	a, b := newLimiter(t, DefaultConfig()), newLimiter(t, DefaultConfig())
+	p, err := a.TryAcquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := p
+	foreign.limiter = b
+	if err := foreign.Success(); !errors.Is(err, StatusForeignPermit) {
+		t.Errorf("foreign release: %v", err)
+	}
+	if err := p.Success(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSetLimitAndClose(t *testing.T) {
+	l, err := New(NetflixAIMDConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := l.SetLimit(5); err != nil || got != 20 {
+		t.Errorf("SetLimit(5) = %d, %v", got, err)
+	}
+	p, err := l.TryAcquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	l.Close()
+	if _, err := l.TryAcquire(); !errors.Is(err, ErrClosed) {
+		t.Errorf("acquire after close: %v", err)
+	}
+	if err := p.Success(); !errors.Is(err, ErrClosed) {
+		t.Errorf("release after close: %v", err)
+	}
+	if _, err := l.SetLimit(3); !errors.Is(err, ErrClosed) {
+		t.Errorf("SetLimit after close: %v", err)
+	}
+	if _, err := l.Snapshot(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Snapshot after close: %v", err)
+	}
+}
+
+// Many goroutines through cgo: in-flight never passes the limit and every count balances.
+func TestConcurrentGoroutines(t *testing.T) {
+	const goroutines, iterations, limit = 8, 2000, 3
+	l := newLimiter(t, FixedConfig(limit))
+	var held, maxHeld, admitted, rejected atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < iterations; i++ {
+				p, err := l.TryAcquire()
+				if errors.Is(err, ErrRejected) {
+					rejected.Add(1)
+					continue
+				} else if err != nil {
+					t.Error(err)
+					return
+				}
+				admitted.Add(1)
+				h := held.Add(1)
+				for m := maxHeld.Load(); h > m && !maxHeld.CompareAndSwap(m, h); m = maxHeld.Load() {
+				}
+				held.Add(-1)
+				if err := p.Success(); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	s := snapshot(t, l)
+	if maxHeld.Load() > limit {
+		t.Errorf("%d held at once, limit %d", maxHeld.Load(), limit)
+	}
+	if s.InFlight != 0 || s.Admitted != uint64(admitted.Load()) || s.Rejected != uint64(rejected.Load()) ||
+		s.Admitted+s.Rejected != goroutines*iterations || s.Success != s.Admitted {
+		t.Errorf("snapshot %+v, admitted %d, rejected %d", s, admitted.Load(), rejected.Load())
+	}
+}
+
+// Acquire + release through this package, through bare cgo calls, and two empty cgo calls, on
+// valve's default AIMD limiter with its clock (criterion's ffi/c_aimd_clock is the same work
+// called from Rust). What the binding adds is TryAcquireSuccess minus that Rust figure, to set
+// against EmptyCgoCalls.
+func BenchmarkEmptyCgoCalls(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		emptyCall()
+		emptyCall()
+	}
+}
+
+func BenchmarkRawCgoAcquireSuccess(b *testing.B) {
+	l := newLimiter(b, DefaultConfig())
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		rawAcquireSuccess(l)
+	}
+}
+
+func BenchmarkTryAcquireSuccess(b *testing.B) {
+	l := newLimiter(b, DefaultConfig())
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p, err := l.TryAcquire()
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.Success()
+	}
+}

@@ -1,0 +1,164 @@
+"""The Python binding: configs, the with-statement protocol, errors, threads."""
+
+import dataclasses
+import threading
+
+import pytest
+
+import valve
+from valve._native import cdef_source, lib
+
+
+def test_version_matches_the_header():
+    assert valve.version().count(".") == 2
+    assert lib.valve_version_number() == lib.VALVE_VERSION_NUMBER
+
+
+def test_presets_come_from_the_library():
+    default = valve.AimdConfig.default()
+    assert (default.min_limit, default.max_limit, default.timeout) == (1, 1000, 5.0)
+    assert default.window.min_duration == 0.01
+    netflix = valve.AimdConfig.netflix()
+    assert (netflix.min_limit, netflix.max_limit) == (20, 200)
+    assert netflix.window.min_rtt_threshold == 0.0001
+    for config in (None, default, netflix, valve.FixedConfig(3)):
+        with valve.Limiter(config) as limiter:
+            assert limiter.snapshot().in_flight == 0
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        valve.FixedConfig(0),
+        valve.FixedConfig(2**32),
+        dataclasses.replace(valve.AimdConfig.default(), min_limit=0),
+        dataclasses.replace(valve.AimdConfig.default(), backoff_ratio=float("nan")),
+        dataclasses.replace(valve.AimdConfig.default(), timeout=-1.0),
+        dataclasses.replace(valve.AimdConfig.default(), initial_limit=5000),
+    ],
+)
+def test_invalid_configs_raise(config):
+    with pytest.raises(valve.InvalidArgument):
+        valve.Limiter(config)
+
+
+def test_not_a_config():
+    with pytest.raises(TypeError):
+        valve.Limiter(42)
+
+
+def test_with_block_reports_outcomes():
+    limiter = valve.Limiter(valve.FixedConfig(1), dropped_on=(TimeoutError,))
+    with limiter.acquire():
+        with pytest.raises(valve.Rejected, match="1 in flight"):
+            limiter.acquire()
+    with pytest.raises(TimeoutError):
+        with limiter.acquire():
+            raise TimeoutError
+    with pytest.raises(KeyError):
+        with limiter.acquire():
+            raise KeyError
+    with limiter.acquire() as permit:
+        permit.dropped()  # reported explicitly: the exit does nothing more
+        assert not permit.held
+    s = limiter.snapshot()
+    assert (s.admitted, s.rejected, s.success, s.dropped, s.ignored) == (4, 1, 1, 2, 1)
+    assert s.in_flight == 0
+
+
+def test_double_release_raises_and_changes_nothing():
+    limiter = valve.Limiter()
+    permit = limiter.acquire()
+    permit.success()
+    before = limiter.snapshot()
+    with pytest.raises(valve.StalePermit):
+        permit.success()
+    with pytest.raises(valve.StalePermit):
+        permit.ignore()
+    assert limiter.snapshot() == before
+
+
+def test_set_limit_clamps():
+    limiter = valve.Limiter(valve.AimdConfig.netflix())
+    assert limiter.set_limit(5) == 20
+    assert limiter.set_limit(50) == 50
+    assert limiter.snapshot().limit == 50
+    with pytest.raises(valve.InvalidArgument):
+        limiter.set_limit(-1)
+
+
+def test_closed_limiter_raises():
+    limiter = valve.Limiter()
+    permit = limiter.acquire()
+    limiter.close()
+    limiter.close()
+    for call in (limiter.acquire, limiter.snapshot, permit.success, lambda: limiter.set_limit(3)):
+        with pytest.raises(valve.Closed):
+            call()
+
+
+def test_cdef_source_drops_cpp_and_c23_blocks():
+    header = "\n".join(
+        [
+            "#ifndef X_H",
+            "#define X_H",
+            "#include <stdint.h>",
+            "#define X_ONE 1",
+            "#define X_EXPR (1 << 3)",
+            "enum e",
+            "#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L",
+            "  : uint32_t",
+            "#endif // comment",
+            " { A = 0 };",
+            "#ifndef __cplusplus",
+            "#if __STDC_VERSION__ >= 202311L",
+            "typedef enum e e;",
+            "#else",
+            "typedef uint32_t e;",
+            "#endif",
+            "#endif",
+            "#ifdef __cplusplus",
+            'extern "C" {',
+            "#endif",
+            "#endif",
+        ]
+    )
+    assert cdef_source(header).split("\n") == [
+        "#define X_ONE 1",
+        "enum e",
+        " { A = 0 };",
+        "typedef uint32_t e;",
+    ]
+
+
+def test_threads_never_exceed_the_limit_and_counts_balance():
+    threads, iterations, limit = 8, 2000, 3
+    limiter = valve.Limiter(valve.FixedConfig(limit))
+    lock = threading.Lock()
+    state = {"held": 0, "max_held": 0, "admitted": 0, "rejected": 0}
+
+    def work():
+        for _ in range(iterations):
+            try:
+                with limiter.acquire():
+                    with lock:
+                        state["held"] += 1
+                        state["admitted"] += 1
+                        state["max_held"] = max(state["max_held"], state["held"])
+                    with lock:
+                        state["held"] -= 1
+            except valve.Rejected:
+                with lock:
+                    state["rejected"] += 1
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    s = limiter.snapshot()
+    assert state["max_held"] <= limit
+    assert s.in_flight == 0
+    assert (s.admitted, s.rejected) == (state["admitted"], state["rejected"])
+    assert s.admitted + s.rejected == threads * iterations
+    assert s.success == s.admitted

@@ -1,0 +1,331 @@
+"""valve for Python: a concurrency limiter that admits work up to an adaptive limit and sheds the
+rest at once, over valve's C ABI (``include/valve.h``) through cffi.
+
+>>> limiter = Limiter()                       # valve's AIMD defaults
+>>> try:
+...     with limiter.acquire():               # raises Rejected at the limit: answer 503
+...         pass                              # ... call the backend ...
+... except Rejected:
+...     pass
+
+Leaving the ``with`` block normally reports success; an exception listed in ``dropped_on``
+(``TimeoutError`` by default) reports an overload signal, so the limit backs off; any other
+exception releases the slot and teaches nothing. ``permit.dropped()`` inside the block reports
+explicitly.
+
+Every method of a Limiter may be called from any thread (the C calls release the GIL), except
+``close()``, which must not run concurrently with other calls on the same limiter.
+"""
+
+from dataclasses import dataclass
+from typing import Optional, Tuple, Type, Union
+
+from ._native import ffi, lib
+
+__all__ = [
+    "AimdConfig",
+    "Closed",
+    "FixedConfig",
+    "ForeignPermit",
+    "InternalError",
+    "InvalidArgument",
+    "Limiter",
+    "Permit",
+    "Rejected",
+    "Snapshot",
+    "StalePermit",
+    "ValveError",
+    "WindowConfig",
+    "version",
+]
+
+_NS = 1_000_000_000
+
+
+def version() -> str:
+    """The C library's version string."""
+    return ffi.string(lib.valve_version()).decode()
+
+
+class ValveError(Exception):
+    """A valve call failed; ``status`` is the ``valve_status`` code."""
+
+    def __init__(self, status: int, detail: str = ""):
+        self.status = status
+        name = ffi.string(lib.valve_status_name(status)).decode()
+        super().__init__(f"{name}: {detail}" if detail else name)
+
+
+class Rejected(ValveError):
+    """The limit was reached: shed the work. Not a failure of valve."""
+
+
+class InvalidArgument(ValveError, ValueError):
+    """A config failed validation."""
+
+
+class StalePermit(ValveError):
+    """The permit was already released."""
+
+
+class ForeignPermit(ValveError):
+    """The permit belongs to another limiter."""
+
+
+class InternalError(ValveError):
+    """valve panicked inside a call (a bug in valve)."""
+
+
+class Closed(ValveError):
+    """The limiter was closed."""
+
+    def __init__(self) -> None:
+        super().__init__(lib.VALVE_NULL_POINTER, "the limiter is closed")
+
+
+_ERRORS = {
+    lib.VALVE_REJECTED: Rejected,
+    lib.VALVE_INVALID_ARGUMENT: InvalidArgument,
+    lib.VALVE_STALE_PERMIT: StalePermit,
+    lib.VALVE_FOREIGN_PERMIT: ForeignPermit,
+    lib.VALVE_INTERNAL: InternalError,
+}
+
+
+def _raise(status: int) -> None:
+    raise _ERRORS.get(status, ValveError)(status)
+
+
+def _ns(seconds: float, field: str) -> int:
+    if not seconds >= 0:
+        raise InvalidArgument(lib.VALVE_INVALID_ARGUMENT, f"{field} must be >= 0 seconds")
+    return min(round(seconds * _NS), 2**64 - 1)
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """How completed calls are aggregated before the algorithm sees them (durations in s)."""
+
+    min_duration: float
+    max_duration: float
+    min_samples: int
+    min_rtt_threshold: float
+
+
+@dataclass(frozen=True)
+class AimdConfig:
+    """The AIMD algorithm (``valve_aimd_config``); change presets with ``dataclasses.replace``."""
+
+    initial_limit: int
+    min_limit: int
+    max_limit: int
+    increase_step: int
+    backoff_ratio: float
+    utilisation_threshold: float
+    timeout: float
+    window: WindowConfig
+
+    @classmethod
+    def default(cls) -> "AimdConfig":
+        """valve's AIMD defaults (``valve_limiter_config_default``)."""
+        return cls._from_c(lib.valve_limiter_config_default().aimd)
+
+    @classmethod
+    def netflix(cls) -> "AimdConfig":
+        """Netflix ``AIMDLimit`` parity (``valve_limiter_config_aimd_netflix``)."""
+        return cls._from_c(lib.valve_limiter_config_aimd_netflix().aimd)
+
+    @classmethod
+    def _from_c(cls, c) -> "AimdConfig":
+        w = c.window
+        return cls(
+            initial_limit=c.initial_limit,
+            min_limit=c.min_limit,
+            max_limit=c.max_limit,
+            increase_step=c.increase_step,
+            backoff_ratio=c.backoff_ratio,
+            utilisation_threshold=c.utilisation_threshold,
+            timeout=c.timeout_ns / _NS,
+            window=WindowConfig(
+                min_duration=w.min_duration_ns / _NS,
+                max_duration=w.max_duration_ns / _NS,
+                min_samples=w.min_samples,
+                min_rtt_threshold=w.min_rtt_threshold_ns / _NS,
+            ),
+        )
+
+    def _to_c(self, c) -> None:
+        for field in ("initial_limit", "min_limit", "max_limit", "increase_step"):
+            setattr(c, field, _u32(getattr(self, field), field))
+        c.backoff_ratio = self.backoff_ratio
+        c.utilisation_threshold = self.utilisation_threshold
+        c.timeout_ns = _ns(self.timeout, "timeout")
+        w = self.window
+        c.window.min_duration_ns = _ns(w.min_duration, "window.min_duration")
+        c.window.max_duration_ns = _ns(w.max_duration, "window.max_duration")
+        c.window.min_samples = _u32(w.min_samples, "window.min_samples")
+        c.window.min_rtt_threshold_ns = _ns(w.min_rtt_threshold, "window.min_rtt_threshold")
+
+
+@dataclass(frozen=True)
+class FixedConfig:
+    """A constant limit, settable by hand."""
+
+    limit: int
+
+
+def _u32(value: int, field: str) -> int:
+    if not 0 <= value < 2**32:
+        raise InvalidArgument(lib.VALVE_INVALID_ARGUMENT, f"{field} must fit in 32 bits")
+    return value
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A limiter's counters and gauges (``valve_limiter_snapshot``); RTTs in seconds."""
+
+    limit: int
+    in_flight: int
+    admitted: int
+    rejected: int
+    success: int
+    dropped: int
+    ignored: int
+    sample_rtt: float
+    min_rtt: float
+
+
+class Permit:
+    """The right to run one unit of work; report how it ended once, or use it in ``with``."""
+
+    __slots__ = ("_limiter", "_permit")
+
+    def __init__(self, limiter: "Limiter", permit) -> None:
+        self._limiter = limiter
+        self._permit = permit
+
+    @property
+    def held(self) -> bool:
+        """Whether the permit still holds its slot."""
+        return self._permit.state == lib.VALVE_PERMIT_HELD
+
+    def success(self) -> None:
+        """The work completed normally: its RTT is a sample."""
+        self._release(lib.VALVE_OUTCOME_SUCCESS)
+
+    def dropped(self) -> None:
+        """An overload signal (timeout, 503): the limit backs off."""
+        self._release(lib.VALVE_OUTCOME_DROPPED)
+
+    def ignore(self) -> None:
+        """Releases the slot and teaches nothing (client cancel, bad request)."""
+        self._release(lib.VALVE_OUTCOME_IGNORED)
+
+    def _release(self, outcome: int) -> None:
+        status = lib.valve_limiter_release(self._limiter._live(), self._permit, outcome)
+        if status != lib.VALVE_OK:
+            _raise(status)
+
+    def __enter__(self) -> "Permit":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if self.held:
+            if exc_type is None:
+                outcome = lib.VALVE_OUTCOME_SUCCESS
+            elif issubclass(exc_type, self._limiter.dropped_on):
+                outcome = lib.VALVE_OUTCOME_DROPPED
+            else:
+                outcome = lib.VALVE_OUTCOME_IGNORED
+            self._release(outcome)
+        return False
+
+
+class Limiter:
+    """A concurrency limiter (``valve_limiter``).
+
+    ``Limiter()`` uses valve's AIMD defaults; pass ``AimdConfig.netflix()``, a changed
+    ``AimdConfig`` or ``FixedConfig(limit)`` for others. ``dropped_on`` lists the exceptions
+    that a ``with`` block reports as overload signals. The C handle is freed by ``close()``
+    (or leaving ``with Limiter() as limiter:``), else when the object is collected.
+    """
+
+    def __init__(
+        self,
+        config: Union[AimdConfig, FixedConfig, None] = None,
+        *,
+        dropped_on: Tuple[Type[BaseException], ...] = (TimeoutError,),
+    ) -> None:
+        self.dropped_on = dropped_on
+        c = ffi.new("valve_limiter_config *", lib.valve_limiter_config_default())
+        if isinstance(config, FixedConfig):
+            c.algorithm = lib.VALVE_ALGORITHM_FIXED
+            c.fixed.limit = _u32(config.limit, "limit")
+        elif isinstance(config, AimdConfig):
+            config._to_c(c.aimd)
+        elif config is not None:
+            raise TypeError(f"valve: not a limiter config: {config!r}")
+        out = ffi.new("valve_limiter **")
+        status = lib.valve_limiter_new(c, out)
+        if status != lib.VALVE_OK:
+            _raise(status)
+        self._handle: Optional[object] = ffi.gc(out[0], lib.valve_limiter_free)
+
+    def _live(self):
+        handle = self._handle
+        if handle is None:
+            raise Closed()
+        return handle
+
+    def acquire(self) -> Permit:
+        """Admits one call if in-flight is below the limit, else raises ``Rejected`` at once.
+
+        The permit is a context manager: ``with limiter.acquire(): ...``.
+        """
+        permit = ffi.new("valve_permit *")
+        status = lib.valve_limiter_try_acquire(self._live(), permit)
+        if status == lib.VALVE_OK:
+            return Permit(self, permit)
+        if status == lib.VALVE_REJECTED:
+            raise Rejected(status, f"{permit.in_flight} in flight")
+        _raise(status)
+
+    def set_limit(self, limit: int) -> int:
+        """Sets the limit by hand, clamped to the algorithm's bounds; returns the limit now in
+        force. Lowering it never revokes running work."""
+        in_force = ffi.new("uint32_t *")
+        status = lib.valve_limiter_set_limit(self._live(), _u32(limit, "limit"), in_force)
+        if status != lib.VALVE_OK:
+            _raise(status)
+        return in_force[0]
+
+    def snapshot(self) -> Snapshot:
+        """The counters and gauges, read without locks."""
+        s = ffi.new("valve_limiter_snapshot *")
+        status = lib.valve_limiter_get_snapshot(self._live(), s)
+        if status != lib.VALVE_OK:
+            _raise(status)
+        return Snapshot(
+            limit=s.limit,
+            in_flight=s.in_flight,
+            admitted=s.admitted,
+            rejected=s.rejected,
+            success=s.success,
+            dropped=s.dropped,
+            ignored=s.ignored,
+            sample_rtt=s.sample_rtt_ns / _NS,
+            min_rtt=s.min_rtt_ns / _NS,
+        )
+
+    def close(self) -> None:
+        """Frees the C limiter now; later calls raise ``Closed``. Closing twice is a no-op."""
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            ffi.release(handle)
+
+    def __enter__(self) -> "Limiter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self.close()
+        return False

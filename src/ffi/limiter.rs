@@ -1,0 +1,759 @@
+//! The concurrency limiter through the C ABI: `valve_limiter`, its config and presets, permits.
+//!
+//! A C permit is a plain [`valve_permit`] written into caller memory, so acquiring allocates
+//! nothing. It names its limiter by a per-handle id (from a global counter, never reused, so
+//! a permit cannot be released into another limiter, even one allocated at the same address)
+//! and carries its state, so releasing the same struct twice answers
+//! [`valve_status::VALVE_STALE_PERMIT`] and changes nothing.
+
+use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::clock::{Clock, Nanos};
+use crate::ffi::{status_boundary, valve_status};
+use crate::limit::{Aimd, AimdConfig, Fixed, LimitAlgorithm, WindowConfig};
+use crate::limiter::{Limiter, LimiterSnapshot, Outcome};
+use crate::{ConfigError, duration_to_nanos};
+
+/// Limit algorithms, for `valve_limiter_config.algorithm`.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum valve_algorithm {
+    /// A constant limit, settable by hand: `valve_limiter_config.fixed`.
+    VALVE_ALGORITHM_FIXED = 0,
+    /// Additive increase, multiplicative decrease: `valve_limiter_config.aimd`.
+    VALVE_ALGORITHM_AIMD = 1,
+}
+
+/// How a unit of work ended, for `valve_limiter_release`.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum valve_outcome {
+    /// Completed normally: its RTT is a sample.
+    VALVE_OUTCOME_SUCCESS = 0,
+    /// An overload signal (timeout, 503, shed downstream): a sample that marks its window as
+    /// dropped.
+    VALVE_OUTCOME_DROPPED = 1,
+    /// No signal (client cancel, bad request): releases the slot and teaches nothing.
+    VALVE_OUTCOME_IGNORED = 2,
+}
+
+/// States of a `valve_permit`.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum valve_permit_state {
+    /// Holds no slot: zero-initialised, or filled in by a rejected acquire.
+    VALVE_PERMIT_EMPTY = 0,
+    /// Holds one slot of its limiter until released.
+    VALVE_PERMIT_HELD = 1,
+    /// Was released; releasing it again answers `VALVE_STALE_PERMIT`.
+    VALVE_PERMIT_RELEASED = 2,
+}
+
+/// How completed calls are aggregated before the algorithm sees them (durations in ns).
+///
+/// A window closes at the first sample that finds both its duration elapsed and at least
+/// `min_samples` samples in it; the next window lasts twice the last minimum RTT, clamped to
+/// `[min_duration_ns, max_duration_ns]`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct valve_window_config {
+    /// Shortest window, ns.
+    pub min_duration_ns: u64,
+    /// Longest window, ns; at least `min_duration_ns`.
+    pub max_duration_ns: u64,
+    /// Samples a window needs before it may close; at least 1.
+    pub min_samples: u32,
+    /// Calls faster than this (ns) are counted but not sampled.
+    pub min_rtt_threshold_ns: u64,
+    /// Percentile of RTT the window also reports, in `(0, 1]`; 0 for none.
+    pub percentile: f64,
+}
+
+/// Configuration of the FIXED algorithm.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct valve_fixed_config {
+    /// The limit, in `[1, VALVE_MAX_LIMIT]`.
+    pub limit: u32,
+}
+
+/// Configuration of the AIMD algorithm: per window, `L = trunc(L * backoff_ratio)` on a drop
+/// or a mean RTT above `timeout_ns`, else `L += increase_step` when the window's largest
+/// in-flight reached `L * utilisation_threshold`; `L` stays in `[min_limit, max_limit]`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct valve_aimd_config {
+    /// Limit before the first window, in `[min_limit, max_limit]`.
+    pub initial_limit: u32,
+    /// Smallest limit, at least 1.
+    pub min_limit: u32,
+    /// Largest limit, at most `VALVE_MAX_LIMIT`.
+    pub max_limit: u32,
+    /// Added when the limit was used enough, at least 1.
+    pub increase_step: u32,
+    /// Factor applied on a drop or timeout, in `[0.5, 1)`.
+    pub backoff_ratio: f64,
+    /// Fraction of the limit a window's largest in-flight must reach to grow, in `[0, 1]`.
+    pub utilisation_threshold: f64,
+    /// A window whose mean RTT is above this (ns, not 0) backs off as if it dropped.
+    pub timeout_ns: u64,
+    /// How samples are aggregated.
+    pub window: valve_window_config,
+    /// Exponential growth until the first drop or timeout.
+    pub slow_start: bool,
+}
+
+/// Configuration of a limiter: `algorithm` picks which of the per-algorithm members is read.
+///
+/// Fill it with `valve_limiter_config_default()` or a preset, then change fields. Later
+/// versions add algorithms (and their members) without renumbering the existing ones.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct valve_limiter_config {
+    /// One of `valve_algorithm`; other values answer `VALVE_INVALID_ARGUMENT`.
+    pub algorithm: u32,
+    /// Read when `algorithm` is `VALVE_ALGORITHM_FIXED`.
+    pub fixed: valve_fixed_config,
+    /// Read when `algorithm` is `VALVE_ALGORITHM_AIMD`.
+    pub aimd: valve_aimd_config,
+}
+
+/// A permit: the right to run one unit of work, written by an acquire and consumed by a release.
+///
+/// A plain value in caller memory; nothing is allocated for it. Release it exactly once,
+/// through the struct the acquire filled in (or one it was moved to). The limiter tracks the
+/// struct it is handed, not copies: releasing one copy marks that copy only, so releasing a
+/// second copy returns another caller's slot. Do not copy a held permit.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct valve_permit {
+    /// The id of the limiter that admitted it (never reused within a process).
+    pub limiter_id: u64,
+    /// When it was acquired, ns on the limiter's timeline.
+    pub start_ns: u64,
+    /// In-flight right after its admission, itself included (on rejection: in-flight seen).
+    pub in_flight: u32,
+    /// One of `valve_permit_state`.
+    pub state: u32,
+}
+
+/// A concurrency limiter: admits work up to a limit, in one CAS, and sheds the rest at once.
+///
+/// Opaque; created by `valve_limiter_new`, freed by `valve_limiter_free`. Every function taking
+/// a `const valve_limiter *` is safe to call from any number of threads at once; only
+/// `valve_limiter_free` needs exclusive access. Corresponds to a
+/// `Box<Limiter<Box<dyn LimitAlgorithm>>>`.
+pub struct valve_limiter {
+    id: u64,
+    limiter: Limiter<Box<dyn LimitAlgorithm>>,
+}
+
+/// Handle ids start at 1, so a zeroed permit never names a live limiter.
+static NEXT_LIMITER_ID: AtomicU64 = AtomicU64::new(1);
+
+const ALGORITHM_FIXED: u32 = valve_algorithm::VALVE_ALGORITHM_FIXED as u32;
+const ALGORITHM_AIMD: u32 = valve_algorithm::VALVE_ALGORITHM_AIMD as u32;
+const OUTCOME_SUCCESS: u32 = valve_outcome::VALVE_OUTCOME_SUCCESS as u32;
+const OUTCOME_DROPPED: u32 = valve_outcome::VALVE_OUTCOME_DROPPED as u32;
+const OUTCOME_IGNORED: u32 = valve_outcome::VALVE_OUTCOME_IGNORED as u32;
+const PERMIT_EMPTY: u32 = valve_permit_state::VALVE_PERMIT_EMPTY as u32;
+const PERMIT_HELD: u32 = valve_permit_state::VALVE_PERMIT_HELD as u32;
+const PERMIT_RELEASED: u32 = valve_permit_state::VALVE_PERMIT_RELEASED as u32;
+
+impl valve_window_config {
+    fn from_rust(window: &WindowConfig) -> Self {
+        Self {
+            min_duration_ns: duration_to_nanos(window.min_duration),
+            max_duration_ns: duration_to_nanos(window.max_duration),
+            min_samples: window.min_samples,
+            min_rtt_threshold_ns: duration_to_nanos(window.min_rtt_threshold),
+            percentile: window.percentile.unwrap_or(0.0),
+        }
+    }
+
+    fn to_rust(self) -> WindowConfig {
+        WindowConfig {
+            min_duration: Duration::from_nanos(self.min_duration_ns),
+            max_duration: Duration::from_nanos(self.max_duration_ns),
+            min_samples: self.min_samples,
+            min_rtt_threshold: Duration::from_nanos(self.min_rtt_threshold_ns),
+            // 0 means none; any other value is validated by the Rust constructor.
+            percentile: (self.percentile != 0.0).then_some(self.percentile),
+        }
+    }
+}
+
+impl valve_aimd_config {
+    fn from_rust(config: &AimdConfig) -> Self {
+        Self {
+            initial_limit: config.initial_limit,
+            min_limit: config.min_limit,
+            max_limit: config.max_limit,
+            increase_step: config.increase_step,
+            backoff_ratio: config.backoff_ratio,
+            utilisation_threshold: config.utilisation_threshold,
+            timeout_ns: duration_to_nanos(config.timeout),
+            window: valve_window_config::from_rust(&config.window),
+            slow_start: config.slow_start,
+        }
+    }
+
+    fn to_rust(self) -> AimdConfig {
+        AimdConfig {
+            initial_limit: self.initial_limit,
+            min_limit: self.min_limit,
+            max_limit: self.max_limit,
+            backoff_ratio: self.backoff_ratio,
+            increase_step: self.increase_step,
+            utilisation_threshold: self.utilisation_threshold,
+            timeout: Duration::from_nanos(self.timeout_ns),
+            window: self.window.to_rust(),
+            slow_start: self.slow_start,
+        }
+    }
+}
+
+impl valve_limiter_config {
+    fn with_aimd(algorithm: valve_algorithm, aimd: &AimdConfig) -> Self {
+        Self {
+            algorithm: algorithm as u32,
+            fixed: valve_fixed_config { limit: aimd.initial_limit },
+            aimd: valve_aimd_config::from_rust(aimd),
+        }
+    }
+
+    /// Validates through the Rust constructors, so C and Rust accept exactly the same configs.
+    fn build(&self) -> Result<Box<dyn LimitAlgorithm>, ConfigError> {
+        match self.algorithm {
+            ALGORITHM_FIXED => Ok(Box::new(Fixed::new(self.fixed.limit)?)),
+            ALGORITHM_AIMD => Ok(Box::new(Aimd::new(self.aimd.to_rust())?)),
+            other => Err(ConfigError::out_of_range("algorithm", other, "valve_algorithm")),
+        }
+    }
+}
+
+impl valve_permit {
+    const fn empty() -> Self {
+        Self { limiter_id: 0, start_ns: 0, in_flight: 0, state: PERMIT_EMPTY }
+    }
+}
+
+/// valve's AIMD defaults: initial 20, limits `[1, 1000]`, backoff 0.9, step 1, utilisation 0.5,
+/// timeout 5 s, windows of twice the min RTT between 10 ms and 1 s with at least 10 samples.
+/// `fixed.limit` is 20, so switching `algorithm` to FIXED also gives a valid config.
+/// Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn valve_limiter_config_default() -> valve_limiter_config {
+    preset_boundary(|| {
+        valve_limiter_config::with_aimd(
+            valve_algorithm::VALVE_ALGORITHM_AIMD,
+            &AimdConfig::default(),
+        )
+    })
+}
+
+/// Netflix `AIMDLimit` parity behind Netflix `WindowedLimit` defaults: initial 20, limits
+/// `[20, 200]`, backoff 0.9, timeout 5 s, 1 s windows of at least 10 samples, samples under
+/// 100 us ignored. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn valve_limiter_config_aimd_netflix() -> valve_limiter_config {
+    preset_boundary(|| {
+        valve_limiter_config::with_aimd(
+            valve_algorithm::VALVE_ALGORITHM_AIMD,
+            &AimdConfig::netflix(),
+        )
+    })
+}
+
+/// A FIXED limit of `limit` (valid in `[1, VALVE_MAX_LIMIT]`; `valve_limiter_new` checks it).
+/// The `aimd` member holds valve's defaults. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn valve_limiter_config_fixed(limit: u32) -> valve_limiter_config {
+    preset_boundary(|| {
+        let mut config = valve_limiter_config::with_aimd(
+            valve_algorithm::VALVE_ALGORITHM_FIXED,
+            &AimdConfig::default(),
+        );
+        config.fixed.limit = limit;
+        config
+    })
+}
+
+/// Creates a limiter from `config` and stores it in `*out`.
+///
+/// Answers `VALVE_OK`; `VALVE_INVALID_ARGUMENT` for an unknown algorithm or a config the
+/// algorithm refuses (same rules as the Rust constructors); `VALVE_NULL_POINTER` if either
+/// pointer is NULL. On failure `*out` (when not NULL) is set to NULL. Thread-safe; `config` is
+/// only read during the call.
+///
+/// # Safety
+///
+/// `config` must be NULL or point to a readable `valve_limiter_config`; `out` must be NULL or
+/// point to writable memory for one pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn valve_limiter_new(
+    config: *const valve_limiter_config,
+    out: *mut *mut valve_limiter,
+) -> valve_status {
+    status_boundary(|| {
+        if out.is_null() {
+            return valve_status::VALVE_NULL_POINTER;
+        }
+        // SAFETY: `out` is non-null and writable for one pointer (the caller's contract).
+        unsafe { out.write(ptr::null_mut()) };
+        // SAFETY: `config` is NULL or points to a readable config (the caller's contract).
+        let Some(config) = (unsafe { config.as_ref() }) else {
+            return valve_status::VALVE_NULL_POINTER;
+        };
+        let Ok(limiter) = config.build().and_then(Limiter::new) else {
+            return valve_status::VALVE_INVALID_ARGUMENT;
+        };
+        let id = NEXT_LIMITER_ID.fetch_add(1, Ordering::Relaxed);
+        let handle = Box::into_raw(Box::new(valve_limiter { id, limiter }));
+        // SAFETY: as above.
+        unsafe { out.write(handle) };
+        valve_status::VALVE_OK
+    })
+}
+
+/// Frees a limiter. NULL is a no-op.
+///
+/// Not thread-safe: no other call may use `limiter` during or after this one. Permits still
+/// held become foreign to every live limiter.
+///
+/// # Safety
+///
+/// `limiter` must be NULL or a handle from `valve_limiter_new` that was not freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn valve_limiter_free(limiter: *mut valve_limiter) {
+    boundary_unit(|| {
+        if !limiter.is_null() {
+            // SAFETY: a live handle from `valve_limiter_new`, i.e. `Box::into_raw`, now owned
+            // here alone (the caller's contract).
+            drop(unsafe { Box::from_raw(limiter) });
+        }
+    });
+}
+
+/// Admits one call if in-flight is below the limit, reading the limiter's clock. Never waits.
+///
+/// Answers `VALVE_OK` with a held permit in `*out`, `VALVE_REJECTED` with an empty permit
+/// whose `in_flight` is the in-flight seen, or `VALVE_NULL_POINTER`. Thread-safe.
+///
+/// # Safety
+///
+/// `limiter` must be NULL or a live handle; `out` must be NULL or point to a writable
+/// `valve_permit` that no other thread accesses during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn valve_limiter_try_acquire(
+    limiter: *const valve_limiter,
+    out: *mut valve_permit,
+) -> valve_status {
+    status_boundary(|| {
+        // SAFETY: forwarded caller contract.
+        let Some((handle, out)) = (unsafe { handle_and_permit(limiter, out) }) else {
+            return valve_status::VALVE_NULL_POINTER;
+        };
+        acquire(handle, handle.limiter.clock().now(), out)
+    })
+}
+
+/// Admits one call started at `now_ns` if in-flight is below the limit. Never waits.
+///
+/// As `valve_limiter_try_acquire`, with the caller's time. Thread-safe.
+///
+/// # Safety
+///
+/// As `valve_limiter_try_acquire`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn valve_limiter_try_acquire_at(
+    limiter: *const valve_limiter,
+    now_ns: u64,
+    out: *mut valve_permit,
+) -> valve_status {
+    status_boundary(|| {
+        // SAFETY: forwarded caller contract.
+        let Some((handle, out)) = (unsafe { handle_and_permit(limiter, out) }) else {
+            return valve_status::VALVE_NULL_POINTER;
+        };
+        acquire(handle, now_ns, out)
+    })
+}
+
+/// Releases a held permit with `outcome` (a `valve_outcome`), reading the limiter's clock for
+/// the end of the call.
+///
+/// Checks, in this order: pointers (`VALVE_NULL_POINTER`), the outcome
+/// (`VALVE_INVALID_ARGUMENT`), the permit's state (`VALVE_STALE_PERMIT` if released or empty,
+/// `VALVE_INVALID_ARGUMENT` if not a `valve_permit_state`), its limiter (`VALVE_FOREIGN_PERMIT`).
+/// Any error changes nothing. On `VALVE_OK` the slot is returned, the outcome is recorded and
+/// `permit->state` becomes `VALVE_PERMIT_RELEASED`.
+///
+/// Thread-safe for the limiter; a given permit must not be released by two threads at once.
+///
+/// # Safety
+///
+/// `limiter` must be NULL or a live handle; `permit` must be NULL or point to a writable
+/// `valve_permit` that no other thread accesses during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn valve_limiter_release(
+    limiter: *const valve_limiter,
+    permit: *mut valve_permit,
+    outcome: u32,
+) -> valve_status {
+    status_boundary(|| {
+        // SAFETY: forwarded caller contract.
+        let Some((handle, permit)) = (unsafe { handle_and_permit(limiter, permit) }) else {
+            return valve_status::VALVE_NULL_POINTER;
+        };
+        // An ignored call samples nothing, so it needs no clock read.
+        let now = if outcome == OUTCOME_IGNORED { 0 } else { handle.limiter.clock().now() };
+        release(handle, permit, outcome, now)
+    })
+}
+
+/// Releases a held permit with `outcome`, the call having ended at `now_ns`.
+///
+/// As `valve_limiter_release`, with the caller's time. Thread-safe for the limiter.
+///
+/// # Safety
+///
+/// As `valve_limiter_release`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn valve_limiter_release_at(
+    limiter: *const valve_limiter,
+    permit: *mut valve_permit,
+    outcome: u32,
+    now_ns: u64,
+) -> valve_status {
+    status_boundary(|| {
+        // SAFETY: forwarded caller contract.
+        let Some((handle, permit)) = (unsafe { handle_and_permit(limiter, permit) }) else {
+            return valve_status::VALVE_NULL_POINTER;
+        };
+        release(handle, permit, outcome, now_ns)
+    })
+}
+
+/// Sets the limit by hand, clamped to the algorithm's bounds, and stores the limit now in force
+/// in `*out_limit` unless `out_limit` is NULL (it is optional).
+///
+/// Lowering the limit never revokes running work; an adaptive algorithm starts its next update
+/// from this value. Answers `VALVE_OK` or `VALVE_NULL_POINTER` (NULL `limiter`). Thread-safe.
+///
+/// # Safety
+///
+/// `limiter` must be NULL or a live handle; `out_limit` must be NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn valve_limiter_set_limit(
+    limiter: *const valve_limiter,
+    limit: u32,
+    out_limit: *mut u32,
+) -> valve_status {
+    status_boundary(|| {
+        // SAFETY: `limiter` is NULL or a live handle (the caller's contract).
+        let Some(handle) = (unsafe { limiter.as_ref() }) else {
+            return valve_status::VALVE_NULL_POINTER;
+        };
+        let in_force = handle.limiter.set_limit(limit);
+        // SAFETY: `out_limit` is NULL or writable (the caller's contract).
+        if let Some(out_limit) = unsafe { out_limit.as_mut() } {
+            *out_limit = in_force;
+        }
+        valve_status::VALVE_OK
+    })
+}
+
+/// Reads the limiter's counters and gauges into `*out`, without locks or allocation.
+///
+/// Fields are read one by one: under concurrent use they may come from slightly different
+/// instants; when the limiter is quiescent `admitted == success + dropped + ignored +
+/// in_flight`. Answers `VALVE_OK` or `VALVE_NULL_POINTER`. Thread-safe.
+///
+/// # Safety
+///
+/// `limiter` must be NULL or a live handle; `out` must be NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn valve_limiter_get_snapshot(
+    limiter: *const valve_limiter,
+    out: *mut LimiterSnapshot,
+) -> valve_status {
+    status_boundary(|| {
+        // SAFETY: `limiter` is NULL or a live handle (the caller's contract).
+        let Some(handle) = (unsafe { limiter.as_ref() }) else {
+            return valve_status::VALVE_NULL_POINTER;
+        };
+        // SAFETY: `out` is NULL or writable (the caller's contract).
+        let Some(out) = (unsafe { out.as_mut() }) else {
+            return valve_status::VALVE_NULL_POINTER;
+        };
+        *out = handle.limiter.snapshot();
+        valve_status::VALVE_OK
+    })
+}
+
+/// The id permits of this limiter carry in `limiter_id` (0 for NULL). Thread-safe.
+///
+/// # Safety
+///
+/// `limiter` must be NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn valve_limiter_id(limiter: *const valve_limiter) -> u64 {
+    crate::ffi::boundary(0, || {
+        // SAFETY: `limiter` is NULL or a live handle (the caller's contract).
+        unsafe { limiter.as_ref() }.map_or(0, |handle| handle.id)
+    })
+}
+
+/// The panic boundary for preset functions: a panic answers a config with an unknown
+/// algorithm, which `valve_limiter_new` refuses, rather than a valid-looking one.
+#[inline(always)]
+fn preset_boundary(body: impl FnOnce() -> valve_limiter_config) -> valve_limiter_config {
+    let refused = valve_limiter_config {
+        algorithm: u32::MAX,
+        fixed: valve_fixed_config { limit: 0 },
+        aimd: valve_aimd_config::from_rust(&AimdConfig::netflix()),
+    };
+    crate::ffi::boundary(refused, body)
+}
+
+/// The panic boundary for functions returning nothing: a panic is swallowed.
+#[inline(always)]
+fn boundary_unit(body: impl FnOnce()) {
+    crate::ffi::boundary((), body);
+}
+
+/// # Safety
+///
+/// `limiter` NULL or live; `permit` NULL or writable and not accessed by another thread during
+/// the lifetime the caller picks (the length of one call).
+#[inline(always)]
+unsafe fn handle_and_permit<'a>(
+    limiter: *const valve_limiter,
+    permit: *mut valve_permit,
+) -> Option<(&'a valve_limiter, &'a mut valve_permit)> {
+    // SAFETY: `limiter` is NULL or a live handle, shared for the call.
+    let handle = unsafe { limiter.as_ref() }?;
+    // SAFETY: `permit` is NULL or writable and exclusively ours for the call.
+    let permit = unsafe { permit.as_mut() }?;
+    Some((handle, permit))
+}
+
+#[inline(always)]
+fn acquire(handle: &valve_limiter, now: Nanos, out: &mut valve_permit) -> valve_status {
+    match handle.limiter.try_acquire_at(now) {
+        Ok(permit) => {
+            *out = valve_permit {
+                limiter_id: handle.id,
+                start_ns: permit.start(),
+                in_flight: permit.in_flight_at_acquire(),
+                state: PERMIT_HELD,
+            };
+            // The slot now belongs to `*out`; `release` returns it.
+            std::mem::forget(permit);
+            valve_status::VALVE_OK
+        }
+        Err(rejected) => {
+            *out = valve_permit {
+                limiter_id: handle.id,
+                start_ns: now,
+                in_flight: rejected.in_flight,
+                ..valve_permit::empty()
+            };
+            valve_status::VALVE_REJECTED
+        }
+    }
+}
+
+#[inline(always)]
+fn release(
+    handle: &valve_limiter,
+    permit: &mut valve_permit,
+    outcome: u32,
+    now: Nanos,
+) -> valve_status {
+    let outcome = match outcome {
+        OUTCOME_SUCCESS => Outcome::Success,
+        OUTCOME_DROPPED => Outcome::Dropped,
+        OUTCOME_IGNORED => Outcome::Ignored,
+        _ => return valve_status::VALVE_INVALID_ARGUMENT,
+    };
+    match permit.state {
+        PERMIT_HELD => {}
+        PERMIT_RELEASED | PERMIT_EMPTY => return valve_status::VALVE_STALE_PERMIT,
+        _ => return valve_status::VALVE_INVALID_ARGUMENT,
+    }
+    if permit.limiter_id != handle.id {
+        return valve_status::VALVE_FOREIGN_PERMIT;
+    }
+    // Marked first: nothing below can fail, and the struct must never look held once its slot
+    // is back.
+    permit.state = PERMIT_RELEASED;
+    handle.limiter.release_at(permit.start_ns, permit.in_flight, outcome, now);
+    valve_status::VALVE_OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_limiter(config: &valve_limiter_config) -> *mut valve_limiter {
+        let mut handle = ptr::null_mut();
+        // SAFETY: both pointers are valid.
+        let status = unsafe { valve_limiter_new(config, &mut handle) };
+        assert_eq!(status, valve_status::VALVE_OK);
+        handle
+    }
+
+    fn snapshot(handle: *const valve_limiter) -> LimiterSnapshot {
+        let mut snap = LimiterSnapshot::default();
+        // SAFETY: a live handle and a valid out-pointer.
+        assert_eq!(
+            unsafe { valve_limiter_get_snapshot(handle, &mut snap) },
+            valve_status::VALVE_OK
+        );
+        snap
+    }
+
+    #[test]
+    fn presets_match_the_rust_presets() {
+        assert_eq!(valve_limiter_config_default().aimd.to_rust(), AimdConfig::default());
+        assert_eq!(valve_limiter_config_aimd_netflix().aimd.to_rust(), AimdConfig::netflix());
+        let fixed = valve_limiter_config_fixed(7);
+        assert_eq!((fixed.algorithm, fixed.fixed.limit), (ALGORITHM_FIXED, 7));
+        let mut default = valve_limiter_config_default();
+        default.algorithm = ALGORITHM_FIXED;
+        assert!(default.build().is_ok(), "switching the default to FIXED stays valid");
+    }
+
+    #[test]
+    fn acquire_release_and_double_release() {
+        let handle = new_limiter(&valve_limiter_config_fixed(1));
+        let mut permit = valve_permit::empty();
+        let mut other = valve_permit::empty();
+        // SAFETY (this block): a live handle and valid permit pointers throughout.
+        unsafe {
+            assert_eq!(
+                valve_limiter_try_acquire_at(handle, 10, &mut permit),
+                valve_status::VALVE_OK
+            );
+            assert_eq!((permit.state, permit.in_flight, permit.start_ns), (PERMIT_HELD, 1, 10));
+            assert_eq!(
+                valve_limiter_try_acquire_at(handle, 11, &mut other),
+                valve_status::VALVE_REJECTED
+            );
+            assert_eq!((other.state, other.in_flight), (PERMIT_EMPTY, 1));
+            assert_eq!(
+                valve_limiter_release(handle, &mut other, 0),
+                valve_status::VALVE_STALE_PERMIT
+            );
+            assert_eq!(
+                valve_limiter_release_at(handle, &mut permit, 3, 20),
+                valve_status::VALVE_INVALID_ARGUMENT
+            );
+            assert_eq!(
+                valve_limiter_release_at(handle, &mut permit, 0, 20),
+                valve_status::VALVE_OK
+            );
+            assert_eq!(permit.state, PERMIT_RELEASED);
+            let before = snapshot(handle);
+            assert_eq!(
+                valve_limiter_release_at(handle, &mut permit, 0, 30),
+                valve_status::VALVE_STALE_PERMIT
+            );
+            assert_eq!(snapshot(handle), before, "a second release changes nothing");
+            assert_eq!((before.in_flight, before.success, before.rejected), (0, 1, 1));
+            valve_limiter_free(handle);
+        }
+    }
+
+    #[test]
+    fn foreign_and_forged_permits_change_nothing() {
+        let a = new_limiter(&valve_limiter_config_default());
+        let b = new_limiter(&valve_limiter_config_default());
+        let mut permit = valve_permit::empty();
+        // SAFETY (this block): live handles and valid pointers throughout.
+        unsafe {
+            assert_eq!(valve_limiter_try_acquire(a, &mut permit), valve_status::VALVE_OK);
+            assert_eq!(permit.limiter_id, valve_limiter_id(a));
+            assert_eq!(
+                valve_limiter_release(b, &mut permit, 0),
+                valve_status::VALVE_FOREIGN_PERMIT
+            );
+            let mut forged = permit;
+            forged.state = 77;
+            assert_eq!(
+                valve_limiter_release(a, &mut forged, 0),
+                valve_status::VALVE_INVALID_ARGUMENT
+            );
+            assert_eq!(snapshot(a).in_flight, 1);
+            assert_eq!(valve_limiter_release(a, &mut permit, 2), valve_status::VALVE_OK);
+            assert_eq!(snapshot(a).ignored, 1);
+            valve_limiter_free(a);
+            valve_limiter_free(b);
+        }
+    }
+
+    #[test]
+    fn null_pointers_and_invalid_configs() {
+        let mut config = valve_limiter_config_default();
+        let mut handle = ptr::null_mut();
+        let mut permit = valve_permit::empty();
+        // SAFETY (this block): every non-null pointer is valid.
+        unsafe {
+            assert_eq!(
+                valve_limiter_new(ptr::null(), &mut handle),
+                valve_status::VALVE_NULL_POINTER
+            );
+            assert_eq!(
+                valve_limiter_new(&config, ptr::null_mut()),
+                valve_status::VALVE_NULL_POINTER
+            );
+            config.algorithm = 99;
+            assert_eq!(
+                valve_limiter_new(&config, &mut handle),
+                valve_status::VALVE_INVALID_ARGUMENT
+            );
+            config = valve_limiter_config_default();
+            config.aimd.backoff_ratio = f64::NAN;
+            assert_eq!(
+                valve_limiter_new(&config, &mut handle),
+                valve_status::VALVE_INVALID_ARGUMENT
+            );
+            assert!(handle.is_null());
+            assert_eq!(
+                valve_limiter_try_acquire(ptr::null(), &mut permit),
+                valve_status::VALVE_NULL_POINTER
+            );
+            assert_eq!(
+                valve_limiter_release(ptr::null(), &mut permit, 0),
+                valve_status::VALVE_NULL_POINTER
+            );
+            assert_eq!(
+                valve_limiter_set_limit(ptr::null(), 5, ptr::null_mut()),
+                valve_status::VALVE_NULL_POINTER
+            );
+            assert_eq!(valve_limiter_id(ptr::null()), 0);
+            valve_limiter_free(ptr::null_mut());
+        }
+    }
+
+    #[test]
+    fn set_limit_clamps_to_the_bounds() {
+        let handle = new_limiter(&valve_limiter_config_aimd_netflix());
+        let mut in_force = 0;
+        // SAFETY: a live handle and a valid out-pointer.
+        unsafe {
+            assert_eq!(valve_limiter_set_limit(handle, 5, &mut in_force), valve_status::VALVE_OK);
+            assert_eq!(in_force, 20);
+            assert_eq!(
+                valve_limiter_set_limit(handle, 50, ptr::null_mut()),
+                valve_status::VALVE_OK
+            );
+            assert_eq!(snapshot(handle).limit, 50);
+            valve_limiter_free(handle);
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The C ABI: every control behind `extern "C"` functions, declared in `include/valve.h`.
+//!
+//! Non-Rust services (C directly; Go through cgo and Python through cffi in `ffi/`) reach the
+//! same core through these functions; no logic lives only here. The header is generated from
+//! this module by a pinned cbindgen (`cbindgen.toml`, `ffi/check-header.sh`) and checked in.
+//! Rust code can call the functions too: the benchmarks and the fuzzer do.
+//!
+//! Conventions (DESIGN.md, "C ABI conventions"; modelled on rustls-ffi and hyper's C API):
+//!
+//! - Opaque handles are created by `valve_<control>_new(&config, &out)` and released by
+//!   `valve_<control>_free` (NULL is a no-op). Handles are thread-safe; each function's
+//!   documentation says what may run concurrently.
+//! - Configs are `#[repr(C)]` structs filled by `valve_<control>_config_default()` and preset
+//!   functions; constructors validate them and answer [`valve_status::VALVE_INVALID_ARGUMENT`].
+//! - Every fallible function returns a [`valve_status`]; [`valve_status_name`] names each code.
+//!   Enumerations coming in from C are `uint32_t` and checked, never transmuted.
+//! - Every entry point is a panic boundary (`boundary`) and checks every pointer for NULL.
+//! - Time is `uint64_t` nanoseconds. Each operation has an `_at(now_ns)` form taking the
+//!   caller's time and a form that reads the handle's monotonic clock; use one timeline per
+//!   handle.
+//! - Permits are plain structs written into caller memory: nothing is allocated per call.
+//!
+//! | file | what |
+//! |---|---|
+//! | this file | [`valve_status`], the panic boundary, version functions |
+//! | `limiter.rs` | the concurrency limiter and its limit algorithms |
+//!
+//! Adding a control is one more file here holding its handle, config, presets and operations,
+//! built from `boundary`, [`valve_status`] and the same NULL checks.
+
+// The C names are the API: `valve_status`, `VALVE_OK`, as the header spells them.
+#![allow(non_camel_case_types)]
+
+use std::ffi::c_char;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+mod limiter;
+
+pub use limiter::*;
+
+/// The result of every fallible valve function.
+///
+/// Values are stable: a code keeps its number across versions, new codes get new numbers.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum valve_status {
+    /// Success.
+    VALVE_OK = 0,
+    /// Admission refused: the limit was reached. Not an error: shed the work.
+    VALVE_REJECTED = 1,
+    /// A config failed validation, or an enumeration value is unknown.
+    VALVE_INVALID_ARGUMENT = 2,
+    /// A required pointer argument was NULL.
+    VALVE_NULL_POINTER = 3,
+    /// The permit holds no slot: it was already released, or never acquired.
+    VALVE_STALE_PERMIT = 4,
+    /// The permit holds a slot of another handle.
+    VALVE_FOREIGN_PERMIT = 5,
+    /// valve panicked inside the call (a bug in valve): the handle should be freed.
+    VALVE_INTERNAL = 6,
+}
+
+/// The name of a status code, e.g. `"VALVE_OK"`, or `"VALVE_UNKNOWN_STATUS"` for a code that is
+/// not a `valve_status`.
+///
+/// Returns a static NUL-terminated string that must not be freed. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn valve_status_name(code: u32) -> *const c_char {
+    boundary(UNKNOWN_STATUS.as_ptr().cast(), || status_name(code).as_ptr().cast())
+}
+
+const UNKNOWN_STATUS: &[u8] = b"VALVE_UNKNOWN_STATUS\0";
+
+fn status_name(code: u32) -> &'static [u8] {
+    match code {
+        0 => b"VALVE_OK\0",
+        1 => b"VALVE_REJECTED\0",
+        2 => b"VALVE_INVALID_ARGUMENT\0",
+        3 => b"VALVE_NULL_POINTER\0",
+        4 => b"VALVE_STALE_PERMIT\0",
+        5 => b"VALVE_FOREIGN_PERMIT\0",
+        6 => b"VALVE_INTERNAL\0",
+        _ => UNKNOWN_STATUS,
+    }
+}
+
+/// The library version as a string, e.g. `"0.1.0"`.
+///
+/// Returns a static NUL-terminated string that must not be freed. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn valve_version() -> *const c_char {
+    const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+    boundary(VERSION.as_ptr().cast(), || VERSION.as_ptr().cast())
+}
+
+/// The library version as `(major << 16) | (minor << 8) | patch`, comparable with the header's
+/// `VALVE_VERSION_NUMBER` to detect a header/library mismatch. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn valve_version_number() -> u32 {
+    boundary(VERSION_NUMBER, || VERSION_NUMBER)
+}
+
+const VERSION_NUMBER: u32 = (parse_u32(env!("CARGO_PKG_VERSION_MAJOR")) << 16)
+    | (parse_u32(env!("CARGO_PKG_VERSION_MINOR")) << 8)
+    | parse_u32(env!("CARGO_PKG_VERSION_PATCH"));
+
+/// Parses a version component at compile time (Cargo guarantees decimal digits).
+const fn parse_u32(digits: &str) -> u32 {
+    let bytes = digits.as_bytes();
+    let mut value = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        value = value * 10 + (bytes[i] - b'0') as u32;
+        i += 1;
+    }
+    value
+}
+
+/// The panic boundary: runs `body`, answering `on_panic` if it panics.
+///
+/// Since Rust 1.81 a panic leaving an `extern "C"` function aborts the process; catching it
+/// here turns a bug into an error code instead. `AssertUnwindSafe` is sound because the
+/// caller is told to free a handle that answered [`valve_status::VALVE_INTERNAL`].
+#[inline(always)]
+pub(crate) fn boundary<T>(on_panic: T, body: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or(on_panic)
+}
+
+/// [`boundary`] for functions answering a [`valve_status`].
+#[inline(always)]
+pub(crate) fn status_boundary(body: impl FnOnce() -> valve_status) -> valve_status {
+    boundary(valve_status::VALVE_INTERNAL, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CStr;
+
+    use super::*;
+
+    fn name(code: u32) -> &'static str {
+        // SAFETY: `valve_status_name` always returns a static NUL-terminated string.
+        unsafe { CStr::from_ptr(valve_status_name(code)) }.to_str().unwrap()
+    }
+
+    #[test]
+    fn every_status_has_its_own_name() {
+        let all = [
+            valve_status::VALVE_OK,
+            valve_status::VALVE_REJECTED,
+            valve_status::VALVE_INVALID_ARGUMENT,
+            valve_status::VALVE_NULL_POINTER,
+            valve_status::VALVE_STALE_PERMIT,
+            valve_status::VALVE_FOREIGN_PERMIT,
+            valve_status::VALVE_INTERNAL,
+        ];
+        for status in all {
+            assert_eq!(name(status as u32), format!("{status:?}"));
+        }
+        assert_eq!(name(all.len() as u32), "VALVE_UNKNOWN_STATUS");
+        assert_eq!(name(u32::MAX), "VALVE_UNKNOWN_STATUS");
+    }
+
+    #[test]
+    fn version_matches_the_package() {
+        // SAFETY: `valve_version` returns a static NUL-terminated string.
+        let version = unsafe { CStr::from_ptr(valve_version()) }.to_str().unwrap();
+        assert_eq!(version, env!("CARGO_PKG_VERSION"));
+        let parts: Vec<u32> = version.split('.').map(|p| p.parse().unwrap()).collect();
+        assert_eq!(valve_version_number(), (parts[0] << 16) | (parts[1] << 8) | parts[2]);
+    }
+
+    #[test]
+    fn a_panic_becomes_a_status() {
+        let status = status_boundary(|| panic!("bug"));
+        assert_eq!(status, valve_status::VALVE_INTERNAL);
+    }
+}
