@@ -18,13 +18,15 @@ pub(crate) struct SmoothedRtt {
     span: f64,
     value: f64,
     seen: f64,
+    /// How far the last window moved the average, in `(0, 1]`.
+    weight: f64,
     /// The first window's RTT.
     first: f64,
 }
 
 impl SmoothedRtt {
     pub(crate) fn new(span: u32) -> Self {
-        Self { span: f64::from(span), value: 0.0, seen: 0.0, first: 0.0 }
+        Self { span: f64::from(span), value: 0.0, seen: 0.0, weight: 1.0, first: 0.0 }
     }
 
     /// Adds a window of `samples` samples with RTT `rtt`; returns the average.
@@ -34,8 +36,16 @@ impl SmoothedRtt {
             self.first = rtt;
         }
         self.seen += samples;
-        self.value += (samples / self.seen.min(self.span).max(samples)) * (rtt - self.value);
+        self.weight = samples / self.seen.min(self.span).max(samples);
+        self.value += self.weight * (rtt - self.value);
         self.value
+    }
+
+    /// How far the last window moved the average, in `(0, 1]`: the share of the average that
+    /// is new. A rule that acts on the average every window acts this much, or it would act
+    /// again and again on the same samples.
+    pub(crate) fn weight(&self) -> f64 {
+        self.weight
     }
 
     /// Whether the average has seen `span` samples: before that, the first windows of a cold
