@@ -105,13 +105,13 @@ pub struct Gradient2Config {
     /// Factor applied to the long RTT when it is more than twice the short one, in `(0, 1]`
     /// (Java 0.95, Go port 0.9).
     pub long_rtt_decay: f64,
-    /// If set, the long RTT learns only from windows whose RTT is at most `(1 + band)` times
-    /// it (valve: 0.1), so a long overload cannot pull the baseline up after it; `None` learns
+    /// If set, the long RTT learns only from short RTTs at most `(1 + band)` times
+    /// it (valve: 0.05), so a long overload cannot pull the baseline up after it; `None` learns
     /// from every window (Netflix). The same band marks a window as unqueued for
     /// `queue_only_when_unqueued` unless `unqueued_band` is set.
     pub baseline_band: Option<f64>,
     /// If set, a window is unqueued for `queue_only_when_unqueued` when its RTT is at most
-    /// `(1 + band)` times the long RTT, instead of `baseline_band`'s test. valve: 0.1 against
+    /// `(1 + band)` times the long RTT, instead of `baseline_band`'s test. valve: 0.2 against
     /// a `baseline_band` of 0.05, so the baseline learns only from windows below the level the
     /// limit grows to: learning at that level would let each small rise of the baseline raise
     /// the limit, and the limit the baseline, for good.
@@ -121,10 +121,10 @@ pub struct Gradient2Config {
     /// times (exponential ones vary by 30 % between ten-sample windows) are not read as
     /// queueing.
     pub rtt_samples: u32,
-    /// Whether the baseline restarts from the short RTT when the latency rule has halved the
-    /// limit and the short RTT has not fallen below where it was when the cuts began: an RTT
-    /// that does not answer the limit is not queueing, the baseline is too low (the first
-    /// windows of a cold start are the fastest calls). valve: yes.
+    /// Whether the baseline restarts from the short RTT when the latency rule has cut the
+    /// limit to a quarter and the short RTT has not fallen below where it was when the cuts
+    /// began: an RTT that does not answer the limit is not queueing, the baseline is too low
+    /// (the first window of a cold start holds the fastest calls). valve: yes.
     pub rebaseline_when_rtt_holds: bool,
     /// An upper bound on the long RTT, if set (failsafe-go issue 127's `maxHealthyRTT`).
     pub max_healthy_rtt: Option<Duration>,
