@@ -41,8 +41,9 @@
 //! 2, where Envoy's pinned 50-sample measurement does not):
 //! - the window p50 is averaged over about 200 samples (`rtt_samples`, see `smoothed.rs`);
 //! - the "minimum" RTT is [`MinRtt::Baseline`]: an average of those p50s within 5 % of it,
-//!   started once 200 samples are in, relearnt from the current p50 after 5 windows at the
-//!   minimum (Envoy's own re-measure rule);
+//!   started after the cold start's first 50 samples are flushed and 200 more are in,
+//!   relearnt from the current p50 after 5 windows at the minimum (Envoy's own re-measure
+//!   rule);
 //! - each window applies only the share of the average it brought, `L*g^w + w*sqrt(L*g^w)` on
 //!   a float limit, rather than the whole gradient to an average that lags the queue.
 //!
@@ -83,10 +84,11 @@ pub enum MinRtt {
     /// An average of the (averaged, see [`EnvoyGradientConfig::rtt_samples`]) window
     /// percentiles within `(1 + band)` of it, `band` in `[0, 1]` (valve: 0.05): no
     /// measurement, no pinning, and unlike [`MinRtt::Learned`] not fooled by noisy service
-    /// times, whose smallest window percentile sits far below the typical one. It starts
-    /// once `rtt_samples` samples are in (the limit holds until then), from the first window's
+    /// times, whose smallest window percentile sits far below the typical one. The first
+    /// quarter of `rtt_samples` samples only flushes the cold start; the baseline starts once
+    /// `rtt_samples` more are in (the limit holds until then), from the first window's
     /// percentile if that is at least half their average (a steady service) and from the
-    /// average if not (a noisy one, whose first window held only the fastest calls).
+    /// average if not (a noisy one, whose first windows held only the fastest calls).
     Baseline {
         /// How far above the baseline a window may lie and still teach it.
         band: f64,
@@ -214,6 +216,8 @@ pub struct EnvoyGradient {
     short_rtt: SmoothedRtt,
     /// The [`MinRtt::Baseline`] average, in microseconds.
     baseline: SmoothedRtt,
+    /// Whether the first quarter of `rtt_samples`, which only flushes the cold start, is past.
+    cold_start_flushed: bool,
 }
 
 impl EnvoyGradient {
@@ -276,6 +280,7 @@ impl EnvoyGradient {
             published: config.initial_limit,
             short_rtt: SmoothedRtt::new(config.rtt_samples),
             baseline: SmoothedRtt::new(BASELINE_SAMPLES),
+            cold_start_flushed: false,
         })
     }
 
@@ -381,6 +386,15 @@ impl LimitAlgorithm for EnvoyGradient {
         }
         // Exact for a span of 0: integer microseconds below 2^53.
         let short = self.short_rtt.add(sample_us as f64, sample.samples);
+        // The first quarter of `rtt_samples` only flushes the cold start (its p50s are the
+        // fastest calls'); the baseline starts from the average of the samples after it.
+        if matches!(c.min_rtt, MinRtt::Baseline { .. }) && !self.cold_start_flushed {
+            if self.short_rtt.samples() >= f64::from(c.rtt_samples) / 4.0 {
+                self.cold_start_flushed = true;
+                self.short_rtt.reset_to(sample_us as f64, sample.samples);
+            }
+            return limit;
+        }
         let min_rtt = match c.min_rtt {
             MinRtt::Baseline { .. } if !self.short_rtt.is_warm() => return limit,
             MinRtt::Baseline { band } => {
@@ -537,9 +551,11 @@ mod tests {
     fn valve_defaults_learn_without_pinning_and_stay_tied_to_in_flight() {
         let mut g = EnvoyGradient::default();
         assert_eq!(g.initial_limit(), 20);
-        // Windows of the whole averaged span (200 samples): each replaces the average.
+        // Windows of the whole averaged span (200 samples): each replaces the average. The
+        // first only flushes the cold start.
         let window =
             |now, p50, in_flight| WindowSample { samples: 200, ..window(now, p50, in_flight) };
+        assert_eq!(g.update(&window(0, 3 * MS, 20), 20), 20);
         // Slow start while used and unqueued; the minimum RTT is learnt from the windows.
         assert_eq!(g.update(&window(MS, 10 * MS, 20), 20), 40);
         assert_eq!(g.min_rtt_us(), 10_000);

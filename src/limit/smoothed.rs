@@ -48,6 +48,11 @@ impl SmoothedRtt {
         self.weight
     }
 
+    /// Samples seen since the start (or the last restart).
+    pub(crate) fn samples(&self) -> f64 {
+        self.seen
+    }
+
     /// Whether the average has seen `span` samples: before that, the first windows of a cold
     /// start (whose completions are the fastest calls) still weigh in it.
     pub(crate) fn is_warm(&self) -> bool {
@@ -62,11 +67,14 @@ impl SmoothedRtt {
         if 2.0 * self.first >= self.value { self.first } else { self.value }
     }
 
-    /// Restarts the average from `rtt`, as if it were its first window.
+    /// Restarts the average from `rtt`, as if it were its first window (the cold start's
+    /// first window is kept for [`Self::cold_start_baseline`]).
     pub(crate) fn reset_to(&mut self, rtt: f64, samples: u32) {
+        let first = self.first;
         self.seen = 0.0;
         self.value = 0.0;
         self.add(rtt, samples);
+        self.first = first;
     }
 
     /// Adds the window if it lies within `(1 + band)` of the average; a first window starts it
