@@ -31,21 +31,31 @@
 //! valve's defaults fix what the preset does under load: Envoy's limit doubles every window
 //! the service is not overloaded, up to the maximum, so a sudden capacity drop meets a limit
 //! of 1000; and its measurement pins the limit at 3 every minute, costing goodput. valve
-//! learns the minimum RTT from live windows instead ([`MinRtt::Learned`]; relearnt from the
-//! current window after 5 windows at the minimum, Envoy's own rule), does not grow a limit
-//! the traffic does not use (the app-limited rule of Netflix's limits), backs off by 0.9 on
-//! drops (or by the gradient if it cuts deeper), uses a 10 % buffer (Envoy's 25 % settles at
-//! about 1.25x the concurrency plus √), and starts in slow start.
+//! learns the minimum RTT from live windows instead, does not grow a limit the traffic does
+//! not use (the app-limited rule of Netflix's limits), backs off by 0.9 on drops (or by the
+//! gradient if it cuts deeper), uses a 10 % buffer (Envoy's 25 % settles at about 1.25x the
+//! concurrency plus √), and starts in slow start.
 //!
-//! Known limit: a learned minimum of window percentiles sits below the typical RTT when RTTs
-//! are very noisy (exponential service times), and the limit then collapses towards the
-//! minimum; Envoy's pinned 50-sample measurement does not (see `tests/limit_behaviour.rs`).
+//! The live minimum RTT is made to survive noisy service times (exponential ones: the
+//! smallest window p50 sits far below the typical one, and a limit steered by it collapsed to
+//! 2, where Envoy's pinned 50-sample measurement does not):
+//! - the window p50 is averaged over about 200 samples (`rtt_samples`, see `smoothed.rs`);
+//! - the "minimum" RTT is [`MinRtt::Baseline`]: an average of those p50s within 5 % of it,
+//!   started after the cold start's first 50 samples are flushed and 200 more are in,
+//!   relearnt from the current p50 after 5 windows at the minimum (Envoy's own re-measure
+//!   rule);
+//! - each window applies only the share of the average it brought, `L*g^w + w*sqrt(L*g^w)` on
+//!   a float limit, rather than the whole gradient to an average that lags the queue.
+//!
+//! The limit then settles at about 1.1-1.4x the service's concurrency with fixed or
+//! exponential service times (`tests/limit_behaviour.rs`, `tests/limit_noisy.rs`).
 
 use std::time::Duration;
 
 use crate::clock::{Nanos, duration_to_nanos};
 use crate::error::ConfigError;
 use crate::limit::slow_start::SlowStart;
+use crate::limit::smoothed::{BASELINE_SAMPLES, SmoothedRtt};
 use crate::limit::{LimitAlgorithm, LimitBounds, WindowConfig, WindowRequest, WindowSample};
 use crate::rng::{BackoffRng, SplitMix64};
 
@@ -69,8 +79,20 @@ pub enum MinRtt {
     },
     /// A fixed minimum RTT (Envoy's `fixed_value`, the `PinnedGradientController`).
     Fixed(Duration),
-    /// The smallest window percentile seen (valve): no measurement, no pinning.
+    /// The smallest window percentile seen: no measurement, no pinning.
     Learned,
+    /// An average of the (averaged, see [`EnvoyGradientConfig::rtt_samples`]) window
+    /// percentiles within `(1 + band)` of it, `band` in `[0, 1]` (valve: 0.05): no
+    /// measurement, no pinning, and unlike [`MinRtt::Learned`] not fooled by noisy service
+    /// times, whose smallest window percentile sits far below the typical one. The first
+    /// quarter of `rtt_samples` samples only flushes the cold start; the baseline starts once
+    /// `rtt_samples` more are in (the limit holds until then), from the first window's
+    /// percentile if that is at least half their average (a steady service) and from the
+    /// average if not (a noisy one, whose first windows held only the fastest calls).
+    Baseline {
+        /// How far above the baseline a window may lie and still teach it.
+        band: f64,
+    },
 }
 
 /// Configuration of an [`EnvoyGradient`] limit. Start from [`EnvoyGradientConfig::default`]
@@ -99,6 +121,10 @@ pub struct EnvoyGradientConfig {
     /// Exponential growth until the first signal (see `slow_start.rs`); the latency signal is
     /// a gradient below 1.
     pub slow_start: bool,
+    /// The percentile compared with the minimum RTT is a sample-weighted average of window
+    /// percentiles over about this many samples (see `smoothed.rs`); 0: each window's own
+    /// (Envoy). valve: 200, so noisy service times are not read as queueing.
+    pub rtt_samples: u32,
     /// Seed of the measurement jitter.
     pub seed: u64,
     /// How samples are aggregated; needs a `percentile`.
@@ -127,6 +153,7 @@ impl EnvoyGradientConfig {
             backoff_ratio: None,
             app_limited: false,
             slow_start: false,
+            rtt_samples: 0,
             seed: 0x5EED,
             window: WindowConfig {
                 min_duration: Duration::from_millis(100),
@@ -141,16 +168,17 @@ impl EnvoyGradientConfig {
 
 impl Default for EnvoyGradientConfig {
     /// valve defaults: see the module documentation; initial 20, min 1, p50 over valve
-    /// windows.
+    /// windows averaged over 200 samples, a baseline within 5 % of it.
     fn default() -> Self {
         Self {
             initial_limit: 20,
             min_limit: 1,
             buffer: 0.1,
-            min_rtt: MinRtt::Learned,
+            min_rtt: MinRtt::Baseline { band: 0.05 },
             backoff_ratio: Some(0.9),
             app_limited: true,
             slow_start: true,
+            rtt_samples: 200,
             window: WindowConfig { percentile: Some(0.5), ..WindowConfig::valve_default() },
             ..Self::envoy()
         }
@@ -180,6 +208,16 @@ pub struct EnvoyGradient {
     at_min: u32,
     rng: SplitMix64,
     slow_start: SlowStart,
+    /// The float limit behind an averaged percentile's fractional steps.
+    estimate: f64,
+    /// What this algorithm last returned: a different limit in force was set by hand.
+    published: u32,
+    /// The averaged window percentile, in microseconds.
+    short_rtt: SmoothedRtt,
+    /// The [`MinRtt::Baseline`] average, in microseconds.
+    baseline: SmoothedRtt,
+    /// Whether the first quarter of `rtt_samples`, which only flushes the cold start, is past.
+    cold_start_flushed: bool,
 }
 
 impl EnvoyGradient {
@@ -217,6 +255,9 @@ impl EnvoyGradient {
                 }
             }
             MinRtt::Learned => {}
+            MinRtt::Baseline { band } => {
+                ConfigError::check_ratio("baseline band", band, 0.0, 1.0, true, "[0, 1]")?;
+            }
         }
         if let Some(ratio) = config.backoff_ratio {
             ConfigError::check_ratio("backoff_ratio", ratio, 0.5, 1.0, false, "[0.5, 1)")?;
@@ -235,6 +276,11 @@ impl EnvoyGradient {
             at_min: 0,
             rng: SplitMix64::seeded(config.seed),
             slow_start: SlowStart::new(config.slow_start),
+            estimate: f64::from(config.initial_limit),
+            published: config.initial_limit,
+            short_rtt: SmoothedRtt::new(config.rtt_samples),
+            baseline: SmoothedRtt::new(BASELINE_SAMPLES),
+            cold_start_flushed: false,
         })
     }
 
@@ -270,10 +316,20 @@ impl EnvoyGradient {
         apply_jitter(interval, jitter, random)
     }
 
-    /// The gradient step: `(u32)(L*g + sqrt(L*g))`, unclamped.
-    fn gradient_step(&self, limit: u32, gradient: f64) -> u32 {
-        let scaled = f64::from(limit) * gradient;
-        (scaled + scaled.sqrt()) as u32
+    /// The gradient step: `L*g + sqrt(L*g)`, unclamped and untruncated. With an averaged
+    /// percentile (`rtt_samples`) only the share `w` of the average this window brought is
+    /// acted on, `L*g^w + w*sqrt(L*g^w)` (the same fixed point), on the float estimate `L`
+    /// (steps of a fraction of a call must add up): applying the whole gradient every window
+    /// to an average that lags the queue halves the limit window after window.
+    fn gradient_step(&self, limit: u32, gradient: f64) -> f64 {
+        if self.config.rtt_samples == 0 {
+            let scaled = f64::from(limit) * gradient;
+            return scaled + scaled.sqrt();
+        }
+        let base = if limit == self.published { self.estimate } else { f64::from(limit) };
+        let w = self.short_rtt.weight();
+        let scaled = base * gradient.powf(w);
+        scaled + w * scaled.sqrt()
     }
 }
 
@@ -328,27 +384,51 @@ impl LimitAlgorithm for EnvoyGradient {
                 return self.begin_measurement(now, limit);
             }
         }
-        if c.min_rtt == MinRtt::Learned && (self.min_rtt_us == 0 || sample_us < self.min_rtt_us) {
-            self.min_rtt_us = sample_us;
+        // Exact for a span of 0: integer microseconds below 2^53.
+        let short = self.short_rtt.add(sample_us as f64, sample.samples);
+        // The first quarter of `rtt_samples` only flushes the cold start (its p50s are the
+        // fastest calls'); the baseline starts from the average of the samples after it.
+        if matches!(c.min_rtt, MinRtt::Baseline { .. }) && !self.cold_start_flushed {
+            if self.short_rtt.samples() >= f64::from(c.rtt_samples) / 4.0 {
+                self.cold_start_flushed = true;
+                self.short_rtt.reset_to(sample_us as f64, sample.samples);
+            }
+            return limit;
         }
-
-        let min_rtt = self.min_rtt_us as f64;
+        let min_rtt = match c.min_rtt {
+            MinRtt::Baseline { .. } if !self.short_rtt.is_warm() => return limit,
+            MinRtt::Baseline { band } => {
+                let start = self.short_rtt.cold_start_baseline();
+                let baseline = self.baseline.learn_within(short, sample.samples, band, start);
+                self.min_rtt_us = (baseline as u64).max(1);
+                baseline
+            }
+            MinRtt::Learned if self.min_rtt_us == 0 || sample_us < self.min_rtt_us => {
+                self.min_rtt_us = sample_us;
+                sample_us as f64
+            }
+            _ => self.min_rtt_us as f64,
+        };
         let buffered_min_rtt = min_rtt + min_rtt * c.buffer;
-        let gradient = (buffered_min_rtt / sample_us as f64).clamp(0.5, 2.0);
+        let gradient = (buffered_min_rtt / short).clamp(0.5, 2.0);
         let signal = sample.did_drop || gradient < 1.0;
-        let next = if let Some(next) = self.slow_start.next(limit, sample.max_in_flight, signal) {
-            next
+        let estimate = if let Some(next) = self.slow_start.next(limit, sample.max_in_flight, signal)
+        {
+            f64::from(next)
         } else if let (true, Some(ratio)) = (sample.did_drop, c.backoff_ratio) {
             // The ratio, or the gradient if that cuts deeper (timeouts under collapse); `as`
             // truncates toward zero, as the rest of the rule.
-            ((f64::from(limit) * ratio) as u32).min(self.gradient_step(limit, gradient))
+            f64::from((f64::from(limit) * ratio) as u32).min(self.gradient_step(limit, gradient))
         } else {
             let stepped = self.gradient_step(limit, gradient);
             let app_limited =
                 c.app_limited && u64::from(sample.max_in_flight) * 2 < u64::from(limit);
-            if app_limited { stepped.min(limit) } else { stepped }
+            if app_limited { stepped.min(f64::from(limit)) } else { stepped }
         };
-        let next = self.bounds.clamp(next);
+        // `as` truncates toward zero (and saturates), as Envoy's `(uint32_t)` cast.
+        let next = self.bounds.clamp(estimate as u32);
+        self.estimate = estimate.clamp(f64::from(self.bounds.min), f64::from(self.bounds.max));
+        self.published = next;
 
         // Envoy counts updates that find the limit at the minimum and leave it there.
         if limit == self.bounds.min && next == self.bounds.min {
@@ -361,6 +441,10 @@ impl LimitAlgorithm for EnvoyGradient {
             match c.min_rtt {
                 MinRtt::Measure { .. } => return self.begin_measurement(now, next),
                 MinRtt::Learned => self.min_rtt_us = sample_us,
+                MinRtt::Baseline { .. } => {
+                    self.baseline.reset_to(short, sample.samples);
+                    self.min_rtt_us = (short as u64).max(1);
+                }
                 MinRtt::Fixed(_) => {}
             }
         }
@@ -467,6 +551,11 @@ mod tests {
     fn valve_defaults_learn_without_pinning_and_stay_tied_to_in_flight() {
         let mut g = EnvoyGradient::default();
         assert_eq!(g.initial_limit(), 20);
+        // Windows of the whole averaged span (200 samples): each replaces the average. The
+        // first only flushes the cold start.
+        let window =
+            |now, p50, in_flight| WindowSample { samples: 200, ..window(now, p50, in_flight) };
+        assert_eq!(g.update(&window(0, 3 * MS, 20), 20), 20);
         // Slow start while used and unqueued; the minimum RTT is learnt from the windows.
         assert_eq!(g.update(&window(MS, 10 * MS, 20), 20), 40);
         assert_eq!(g.min_rtt_us(), 10_000);
@@ -479,7 +568,8 @@ mod tests {
         // Queueing (p50 2x the minimum) ends slow start: 40 * 0.55 + sqrt = 26.
         assert_eq!(g.update(&window(30 * MS, 20 * MS, 40), 40), 26);
         // A drop backs off by 0.9.
-        let dropped = WindowSample::single(31 * MS, 10 * MS, 26, true);
+        let dropped =
+            WindowSample { samples: 200, ..WindowSample::single(31 * MS, 10 * MS, 26, true) };
         assert_eq!(g.update(&dropped, 26), 23);
         assert_eq!(g.next_window(), WindowRequest::default());
     }
@@ -502,6 +592,7 @@ mod tests {
             EnvoyGradientConfig { min_rtt: measure(Duration::from_secs(1), 1.5, 50), ..base },
             EnvoyGradientConfig { min_rtt: measure(Duration::from_secs(1), 0.1, 0), ..base },
             EnvoyGradientConfig { min_rtt: MinRtt::Fixed(Duration::ZERO), ..base },
+            EnvoyGradientConfig { min_rtt: MinRtt::Baseline { band: 2.0 }, ..base },
             EnvoyGradientConfig { backoff_ratio: Some(1.0), ..base },
             EnvoyGradientConfig {
                 window: WindowConfig { percentile: None, ..base.window },

@@ -25,25 +25,33 @@
 //! valve's defaults fix what users hit with it:
 //! - drops back the limit off (`backoff_ratio` 0.9, or deeper if the latency rule cuts deeper;
 //!   Netflix ignores them, issue 176);
-//! - the queue allowance is only added while the window shows no queueing (RTT within 10 % of
-//!   the baseline) and the limit holds between that and the tolerance, so mild overload no
-//!   longer creeps the limit up (Netflix PR 134);
-//! - the baseline only learns from windows within 10 % of it (`baseline_band`), over 6000
-//!   windows, so it cannot follow a long overload upward; `max_healthy_rtt` optionally caps it
-//!   (failsafe-go issue 127), and after `rebaseline_after` windows at the minimum it restarts
-//!   from the current RTT, so a service that really became slower is relearnt;
+//! - the short RTT is averaged over about 200 samples (`rtt_samples`, see `smoothed.rs`) rather
+//!   than taken from one window: with noisy service times (exponential ones vary by 30 %
+//!   between ten-sample windows) single windows read noise as queueing, cut the limit, and
+//!   teach the baseline only their lucky low values, so the limit settled far below capacity;
+//! - the queue allowance is only added while the short RTT shows no queueing (within 20 % of
+//!   the baseline, `unqueued_band`) and the limit holds between that and the tolerance (1.3),
+//!   so mild overload no longer creeps the limit up (Netflix PR 134);
+//! - the baseline only learns from short RTTs within 5 % of it (`baseline_band`), below the
+//!   level the limit grows to, over 6000 windows, so it cannot follow a long overload upward;
+//!   `max_healthy_rtt` optionally caps it (failsafe-go issue 127);
+//! - the baseline restarts from the short RTT when the latency rule has cut the limit to a
+//!   quarter and the RTT has not fallen (`rebaseline_when_rtt_holds`: an RTT that does not
+//!   answer the limit is not queueing; the first window of a cold start, the fastest calls,
+//!   seeds the baseline low under noisy service times), and after `rebaseline_after` windows
+//!   at the minimum, so a service that really became slower is relearnt;
 //! - slow start from a cold start, a square-root queue allowance applied unsmoothed (only
 //!   decreases are smoothed) so recovery takes a few windows, and no floor of 20.
 //!
-//! Known limit: the baseline is seeded by the first window and the band lets it rise only
-//! slowly, so with very noisy RTTs (exponential service times, windows of ten samples) it
-//! settles low and the limit under-uses the service (see `tests/limit_behaviour.rs`).
+//! Under a 4x overload the limit then settles at 1.2-1.3x the service's concurrency, with
+//! fixed or exponential service times (`tests/limit_behaviour.rs`, `tests/limit_noisy.rs`).
 
 use std::time::Duration;
 
 use crate::clock::duration_to_nanos;
 use crate::error::ConfigError;
 use crate::limit::slow_start::SlowStart;
+use crate::limit::smoothed::{SmoothedRtt, UnansweredCuts};
 use crate::limit::{LimitAlgorithm, LimitBounds, WindowConfig, WindowSample};
 
 /// How many calls beyond the no-queue level the limit probes for, as a function of the limit.
@@ -97,11 +105,27 @@ pub struct Gradient2Config {
     /// Factor applied to the long RTT when it is more than twice the short one, in `(0, 1]`
     /// (Java 0.95, Go port 0.9).
     pub long_rtt_decay: f64,
-    /// If set, the long RTT learns only from windows whose RTT is at most `(1 + band)` times
-    /// it (valve: 0.1), so a long overload cannot pull the baseline up after it; `None` learns
+    /// If set, the long RTT learns only from short RTTs at most `(1 + band)` times
+    /// it (valve: 0.05), so a long overload cannot pull the baseline up after it; `None` learns
     /// from every window (Netflix). The same band marks a window as unqueued for
-    /// `queue_only_when_unqueued`.
+    /// `queue_only_when_unqueued` unless `unqueued_band` is set.
     pub baseline_band: Option<f64>,
+    /// If set, a window is unqueued for `queue_only_when_unqueued` when its RTT is at most
+    /// `(1 + band)` times the long RTT, instead of `baseline_band`'s test. valve: 0.2 against
+    /// a `baseline_band` of 0.05, so the baseline learns only from windows below the level the
+    /// limit grows to: learning at that level would let each small rise of the baseline raise
+    /// the limit, and the limit the baseline, for good.
+    pub unqueued_band: Option<f64>,
+    /// The short RTT is a sample-weighted average of window RTTs over about this many samples
+    /// (see `smoothed.rs`); 0: each window's own RTT (Netflix). valve: 200, so noisy service
+    /// times (exponential ones vary by 30 % between ten-sample windows) are not read as
+    /// queueing.
+    pub rtt_samples: u32,
+    /// Whether the baseline restarts from the short RTT when the latency rule has cut the
+    /// limit to a quarter and the short RTT has not fallen below where it was when the cuts
+    /// began: an RTT that does not answer the limit is not queueing, the baseline is too low
+    /// (the first window of a cold start holds the fastest calls). valve: yes.
+    pub rebaseline_when_rtt_holds: bool,
     /// An upper bound on the long RTT, if set (failsafe-go issue 127's `maxHealthyRTT`).
     pub max_healthy_rtt: Option<Duration>,
     /// After this many consecutive windows that leave the limit at `min_limit`, the long RTT
@@ -135,6 +159,9 @@ impl Gradient2Config {
             long_warmup: 10,
             long_rtt_decay: 0.95,
             baseline_band: None,
+            unqueued_band: None,
+            rtt_samples: 0,
+            rebaseline_when_rtt_holds: false,
             max_healthy_rtt: None,
             rebaseline_after: 0,
             backoff_ratio: None,
@@ -145,10 +172,11 @@ impl Gradient2Config {
 }
 
 impl Default for Gradient2Config {
-    /// valve defaults: see the module documentation. Tolerance 1.25 keeps in-flight
-    /// within a quarter of the service's concurrency under sustained overload (Netflix's 1.5
-    /// lets it queue half as much again); queue allowance `max(4, sqrt L)`, band 0.1, long
-    /// window 6000, re-baseline after 5 windows at the minimum, min 1, max 1000, valve windows.
+    /// valve defaults: see the module documentation. Tolerance 1.3 with growth up to 1.2 keeps
+    /// in-flight within 1.2-1.3x the service's concurrency under sustained overload (Netflix's
+    /// 1.5 lets it queue half as much again); queue allowance `max(4, sqrt L)`, short RTT over
+    /// 200 samples, learning band 0.05, long window 6000, re-baseline when the RTT ignores
+    /// the limit or after 5 windows at the minimum, min 1, max 1000, valve windows.
     fn default() -> Self {
         Self {
             min_limit: 1,
@@ -156,8 +184,11 @@ impl Default for Gradient2Config {
             smooth_increases: false,
             queue_size: QueueSize::SquareRoot { floor: 4 },
             queue_only_when_unqueued: true,
-            rtt_tolerance: 1.25,
-            baseline_band: Some(0.1),
+            rtt_tolerance: 1.3,
+            baseline_band: Some(0.05),
+            unqueued_band: Some(0.2),
+            rtt_samples: 200,
+            rebaseline_when_rtt_holds: true,
             long_window: 6000,
             rebaseline_after: 5,
             backoff_ratio: Some(0.9),
@@ -215,8 +246,10 @@ pub struct Gradient2 {
     /// What this algorithm last returned: a different limit in force was set by hand.
     published: u32,
     long_rtt: ExpAvg,
+    short_rtt: SmoothedRtt,
     slow_start: SlowStart,
     windows_at_min: u32,
+    cuts: UnansweredCuts,
 }
 
 impl Gradient2 {
@@ -244,6 +277,9 @@ impl Gradient2 {
         if let Some(band) = config.baseline_band {
             ConfigError::check_ratio("baseline_band", band, 0.0, 1.0, true, "[0, 1]")?;
         }
+        if let Some(band) = config.unqueued_band {
+            ConfigError::check_ratio("unqueued_band", band, 0.0, 1.0, true, "[0, 1]")?;
+        }
         if let Some(ratio) = config.backoff_ratio {
             ConfigError::check_ratio("backoff_ratio", ratio, 0.5, 1.0, false, "[0.5, 1)")?;
         }
@@ -260,8 +296,10 @@ impl Gradient2 {
             estimate: f64::from(config.initial_limit),
             published: config.initial_limit,
             long_rtt: ExpAvg::new(config.long_window, config.long_warmup),
+            short_rtt: SmoothedRtt::new(config.rtt_samples),
             slow_start: SlowStart::new(config.slow_start),
             windows_at_min: 0,
+            cuts: UnansweredCuts::default(),
         })
     }
 
@@ -342,7 +380,7 @@ impl LimitAlgorithm for Gradient2 {
         let queue = c.queue_size.at(self.estimate as u32);
         // A zero RTT (possible with no RTT threshold) carries no latency information: it is
         // taken as 1 ns so the ratios below stay finite.
-        let short = (sample.rtt as f64).max(1.0);
+        let short = self.short_rtt.add((sample.rtt as f64).max(1.0), sample.samples);
         if rebaseline {
             self.long_rtt.reset_to(short);
             self.windows_at_min = 0;
@@ -370,7 +408,11 @@ impl LimitAlgorithm for Gradient2 {
             return self.publish(estimate);
         }
         let gradient = (c.rtt_tolerance * long / short).clamp(0.5, 1.0);
-        let unqueued = match c.baseline_band {
+        if c.rebaseline_when_rtt_holds && self.cuts.observe(gradient < 1.0, estimate, short) {
+            self.long_rtt.reset_to(short);
+            return self.publish(estimate);
+        }
+        let unqueued = match c.unqueued_band.or(c.baseline_band) {
             Some(band) => short <= long * (1.0 + band),
             None => gradient >= 1.0,
         };
@@ -393,15 +435,25 @@ mod tests {
 
     const MS: Nanos = 1_000_000;
 
-    fn run(g: &mut Gradient2, steps: &[(Nanos, u32, bool)]) -> Vec<u32> {
+    /// Windows of `samples` samples each.
+    fn run_windows(g: &mut Gradient2, samples: u32, steps: &[(Nanos, u32, bool)]) -> Vec<u32> {
         let mut limit = g.published;
         steps
             .iter()
             .map(|&(rtt, in_flight, drop)| {
-                limit = g.update(&WindowSample::single(0, rtt, in_flight, drop), limit);
+                let sample =
+                    WindowSample { samples, ..WindowSample::single(0, rtt, in_flight, drop) };
+                limit = g.update(&sample, limit);
                 limit
             })
             .collect()
+    }
+
+    /// Windows of one sample, or of the valve defaults' whole RTT average (each window then
+    /// replaces the short RTT).
+    fn run(g: &mut Gradient2, steps: &[(Nanos, u32, bool)]) -> Vec<u32> {
+        let samples = g.config.rtt_samples.max(1);
+        run_windows(g, samples, steps)
     }
 
     /// Golden vector derived by hand from Netflix `Gradient2Limit` (defaults: initial 20, min
@@ -454,10 +506,10 @@ mod tests {
         let mut g = Gradient2::default();
         // Slow start doubles while used and unqueued.
         assert_eq!(run(&mut g, &[(10 * MS, 20, false), (10 * MS, 40, false)]), vec![40, 80]);
-        // Queueing ends it: g = 1.25 * 10 / 16 = 0.78, smoothed decrease.
+        // Queueing ends it: g = 1.3 * 10 / 16 = 0.8125, smoothed decrease.
         let next = run(&mut g, &[(16 * MS, 80, false)]);
-        assert_eq!(next, vec![76]); // 80 * 0.8 + 62.5 * 0.2 = 76.5
-        // Queueing every window (gradient 0.8): the limit only shrinks, no allowance is added.
+        assert_eq!(next, vec![77]); // 80 * 0.8 + 65 * 0.2 = 77
+        // Queueing every window (gradient 0.83): the limit only shrinks, no allowance is added.
         let held = run(&mut g, &[(15_625 * MS / 1000, 76, false); 10]);
         assert!(held.windows(2).all(|w| w[1] <= w[0]), "{held:?}");
         // The baseline did not follow the queueing RTT up.
@@ -473,6 +525,7 @@ mod tests {
         let config = Gradient2Config {
             initial_limit: 4,
             slow_start: false,
+            rebaseline_when_rtt_holds: false,
             max_healthy_rtt: Some(Duration::from_millis(50)),
             ..Gradient2Config::default()
         };
@@ -493,6 +546,23 @@ mod tests {
     }
 
     #[test]
+    fn noisy_windows_are_averaged_and_an_rtt_that_ignores_the_limit_is_relearnt() {
+        let mut g =
+            Gradient2::new(Gradient2Config { slow_start: false, ..Default::default() }).unwrap();
+        // A cold start's first window holds the fastest calls: the baseline starts at 4 ms.
+        run_windows(&mut g, 20, &[(4 * MS, 20, false)]);
+        assert_eq!(g.long_rtt(), 4.0 * MS as f64);
+        // Windows of 50 samples alternating 7 and 13 ms average to 10 ms: the latency rule
+        // cuts, the RTT does not answer, and once the limit is a quarter of where the cuts
+        // began the baseline restarts from the average.
+        let noisy: Vec<_> =
+            (0..60).map(|i| (if i % 2 == 0 { 7 } else { 13 } * MS, 40, false)).collect();
+        let limits = run_windows(&mut g, 50, &noisy);
+        assert!((g.long_rtt() / MS as f64 - 10.0).abs() < 1.0, "{}", g.long_rtt());
+        assert!(limits.last() > limits.iter().min(), "{limits:?}");
+    }
+
+    #[test]
     fn invalid_configs_are_typed_errors() {
         let base = Gradient2Config::default();
         let bad = [
@@ -503,6 +573,7 @@ mod tests {
             Gradient2Config { rtt_tolerance: 0.9, ..base },
             Gradient2Config { rtt_tolerance: f64::INFINITY, ..base },
             Gradient2Config { long_window: 0, ..base },
+            Gradient2Config { unqueued_band: Some(-0.1), ..base },
             Gradient2Config { long_rtt_decay: 1.5, ..base },
             Gradient2Config { backoff_ratio: Some(1.0), ..base },
             Gradient2Config { max_healthy_rtt: Some(Duration::ZERO), ..base },

@@ -24,6 +24,7 @@ mod gradient;
 mod gradient2;
 mod histogram;
 mod slow_start;
+mod smoothed;
 mod vegas;
 pub(crate) mod window;
 

@@ -32,12 +32,21 @@
 //! plus `alpha` instead of by one per window, drops back off by 0.9 (or by that cut if it is
 //! deeper), and slow start replaces the first windows' linear climb.
 //!
-//! Known limit, shared with Netflix's Vegas: the no-load RTT is a minimum of window RTTs, so
-//! with very noisy RTTs (exponential service times) it sits far below the typical RTT and the
-//! limit collapses towards the minimum (see `tests/limit_behaviour.rs`).
+//! They also survive noisy service times, where Netflix's Vegas collapses to a limit of 5-6
+//! (exponential service times: the minimum of window RTTs sits near 0, so every window reads
+//! as a long queue):
+//! - the RTT is averaged over about 200 samples (`rtt_samples`, see `smoothed.rs`), so it
+//!   varies by about 7 % rather than 30 % between ten-sample windows;
+//! - the no-load RTT is an average of those RTTs within 5 % of it (`baseline_band`), not their
+//!   minimum, started once 200 samples are in from the first window's RTT if that is at least
+//!   half their average (a steady service) and from the average if not (a noisy one, whose
+//!   first window held only the fastest calls); the limit holds until then;
+//! - `alpha` 10 and `beta` 20 (times `log10(L)`) leave room for that 7 % of noise: the limit
+//!   grows while the queue is below 10 and settles at 1.1-1.3x the service's concurrency.
 
 use crate::error::ConfigError;
 use crate::limit::slow_start::SlowStart;
+use crate::limit::smoothed::{BASELINE_SAMPLES, SmoothedRtt};
 use crate::limit::{LimitAlgorithm, LimitBounds, WindowConfig, WindowSample};
 use crate::rng::{SplitMix64, next_in};
 
@@ -84,6 +93,13 @@ pub struct VegasConfig {
     /// After this many consecutive windows that leave the limit at `min_limit`, the no-load RTT
     /// restarts from the current RTT (0: never).
     pub rebaseline_after: u32,
+    /// The RTT compared with the no-load RTT is a sample-weighted average of window RTTs over
+    /// about this many samples (see `smoothed.rs`); 0: each window's own RTT (Netflix).
+    pub rtt_samples: u32,
+    /// If set, the no-load RTT is an average of the (averaged) RTTs within `(1 + band)` of it
+    /// rather than their minimum (Netflix): the minimum of noisy RTTs sits far below the
+    /// typical one, and reads the noise as a queue.
+    pub baseline_band: Option<f64>,
     /// Exponential growth until the first signal (see `slow_start.rs`); the latency signal is
     /// a queue of `alpha` or more.
     pub slow_start: bool,
@@ -110,6 +126,8 @@ impl VegasConfig {
             decrease: VegasDecrease::Log10,
             backoff_ratio: None,
             rebaseline_after: 0,
+            rtt_samples: 0,
+            baseline_band: None,
             slow_start: false,
             seed: 0x5EED,
             window: WindowConfig::per_sample(),
@@ -118,13 +136,18 @@ impl VegasConfig {
 }
 
 impl Default for VegasConfig {
-    /// valve defaults: see the module documentation; valve windows.
+    /// valve defaults: see the module documentation; alpha 10, beta 20, RTT over 200 samples,
+    /// baseline band 0.05, valve windows.
     fn default() -> Self {
         Self {
             probe_multiplier: None,
             decrease: VegasDecrease::ToEstimate,
             backoff_ratio: Some(0.9),
             rebaseline_after: 5,
+            alpha: 10,
+            beta: 20,
+            rtt_samples: 200,
+            baseline_band: Some(0.05),
             slow_start: true,
             window: WindowConfig::valve_default(),
             ..Self::netflix()
@@ -142,7 +165,11 @@ pub struct Vegas {
     /// What this algorithm last returned: a different limit in force was set by hand.
     published: u32,
     /// No-load RTT in nanoseconds; 0 until the first window.
-    rtt_noload: u64,
+    rtt_noload: f64,
+    /// The averaged RTT.
+    short_rtt: SmoothedRtt,
+    /// The no-load RTT's average, with `baseline_band`.
+    baseline: SmoothedRtt,
     probe_count: u64,
     probe_jitter: f64,
     rng: SplitMix64,
@@ -188,6 +215,9 @@ impl Vegas {
                 return Err(ConfigError::out_of_range("decrease ratio", r, "(0, 1)"));
             }
         }
+        if let Some(band) = config.baseline_band {
+            ConfigError::check_ratio("baseline_band", band, 0.0, 1.0, true, "[0, 1]")?;
+        }
         if let Some(ratio) = config.backoff_ratio {
             ConfigError::check_ratio("backoff_ratio", ratio, 0.5, 1.0, false, "[0.5, 1)")?;
         }
@@ -199,7 +229,9 @@ impl Vegas {
             bounds,
             estimate: f64::from(config.initial_limit),
             published: config.initial_limit,
-            rtt_noload: 0,
+            rtt_noload: 0.0,
+            short_rtt: SmoothedRtt::new(config.rtt_samples),
+            baseline: SmoothedRtt::new(BASELINE_SAMPLES),
             probe_count: 0,
             probe_jitter,
             rng,
@@ -215,7 +247,7 @@ impl Vegas {
 
     /// The no-load RTT in nanoseconds (0 before the first window).
     pub fn rtt_noload(&self) -> u64 {
-        self.rtt_noload
+        self.rtt_noload as u64
     }
 
     fn thresholds(&self) -> (u32, u32, u32) {
@@ -274,9 +306,8 @@ impl LimitAlgorithm for Vegas {
             self.estimate = f64::from(limit);
         }
         let c = self.config;
-        let rtt = sample.rtt;
         // Netflix rejects a zero RTT with an exception; here it carries no information.
-        if rtt == 0 {
+        if sample.rtt == 0 {
             return self.hold();
         }
         if let Some(multiplier) = c.probe_multiplier {
@@ -285,20 +316,32 @@ impl LimitAlgorithm for Vegas {
             {
                 self.probe_jitter = next_in(&mut self.rng, 0.5, 1.0);
                 self.probe_count = 0;
-                self.rtt_noload = rtt;
+                self.rtt_noload = sample.rtt as f64;
                 return self.hold();
             }
         }
+        // Exact for a span of 0: integer nanoseconds below 2^53.
+        let rtt = self.short_rtt.add(sample.rtt as f64, sample.samples);
         if c.rebaseline_after != 0 && self.windows_at_min >= c.rebaseline_after {
             self.windows_at_min = 0;
             self.rtt_noload = rtt;
+            self.baseline.reset_to(rtt, sample.samples);
             return self.hold();
         }
-        if self.rtt_noload == 0 || rtt < self.rtt_noload {
-            self.rtt_noload = rtt;
-            return self.hold();
+        match c.baseline_band {
+            // The first windows of a cold start are the fastest calls: wait for the average.
+            Some(_) if !self.short_rtt.is_warm() => return self.hold(),
+            Some(band) => {
+                let start = self.short_rtt.cold_start_baseline();
+                self.rtt_noload = self.baseline.learn_within(rtt, sample.samples, band, start);
+            }
+            None if self.rtt_noload == 0.0 || rtt < self.rtt_noload => {
+                self.rtt_noload = rtt;
+                return self.hold();
+            }
+            None => {}
         }
-        let queue = (self.estimate * (1.0 - self.rtt_noload as f64 / rtt as f64)).ceil();
+        let queue = (self.estimate * (1.0 - self.rtt_noload / rtt)).ceil();
         let (alpha, beta, threshold) = self.thresholds();
         let signal = sample.did_drop || queue >= f64::from(alpha);
         if let Some(next) = self.slow_start.next(limit, sample.max_in_flight, signal) {
@@ -341,12 +384,17 @@ mod tests {
 
     const MS: Nanos = 1_000_000;
 
+    /// Windows of one sample, or of the valve defaults' whole RTT average (each window then
+    /// replaces the averaged RTT).
     fn run(v: &mut Vegas, steps: &[(Nanos, u32, bool)]) -> Vec<u32> {
         let mut limit = v.published;
+        let samples = v.config.rtt_samples.max(1);
         steps
             .iter()
             .map(|&(rtt, in_flight, drop)| {
-                limit = v.update(&WindowSample::single(0, rtt, in_flight, drop), limit);
+                let sample =
+                    WindowSample { samples, ..WindowSample::single(0, rtt, in_flight, drop) };
+                limit = v.update(&sample, limit);
                 limit
             })
             .collect()
@@ -426,18 +474,38 @@ mod tests {
     #[test]
     fn valve_defaults_cut_to_the_estimate_and_never_probe() {
         let mut v = Vegas::default();
-        // Slow start: 20 -> 40 -> 80 while the queue stays below alpha.
+        // Slow start: 20 -> 40 -> 80 while used and the queue stays below alpha.
         let steps = [(10 * MS, 20, false), (10 * MS, 20, false), (10 * MS, 40, false)];
-        assert_eq!(run(&mut v, &steps), vec![20, 40, 80]);
+        assert_eq!(run(&mut v, &steps), vec![40, 40, 80]);
         // 80 in flight at 2x the no-load RTT: queue 40 > beta, so slow start ends and the
-        // limit goes to 80 - 40 + alpha 3 = 43 at once (Netflix would take 37 windows).
-        assert_eq!(run(&mut v, &[(20 * MS, 80, false)]), vec![43]);
-        // Queue within [alpha, beta] holds for good: no probe ever resets the baseline.
-        let held = run(&mut v, &[(10_800_000, 43, false); 2000]);
-        assert!(held.iter().all(|&l| l == 43), "{:?}", &held[..10]);
+        // limit goes to 80 - 40 + alpha 10 = 50 at once (Netflix would take 37 windows).
+        assert_eq!(run(&mut v, &[(20 * MS, 80, false)]), vec![50]);
+        // Queue within [alpha, beta] (16) holds for good: no probe ever resets the baseline,
+        // and RTTs above its band do not teach it.
+        let held = run(&mut v, &[(14_300_000, 50, false); 2000]);
+        assert!(held.iter().all(|&l| l == 50), "{:?}", &held[..10]);
         assert_eq!(v.rtt_noload(), 10 * MS);
         // A drop backs off by 0.9.
-        assert_eq!(run(&mut v, &[(10 * MS, 43, true)]), vec![38]);
+        assert_eq!(run(&mut v, &[(10 * MS, 50, true)]), vec![45]);
+    }
+
+    #[test]
+    fn noisy_cold_start_learns_the_average_not_the_fastest_calls() {
+        let mut v = Vegas::default();
+        // Windows of 20 samples: the first holds the fastest calls (3 ms), the rest alternate
+        // 13 and 7 ms. Nothing moves until 200 samples are in; the baseline then starts from
+        // their average (9.6 ms), not from the first window, and slow start doubles.
+        let mut steps = vec![(3 * MS, 20, false)];
+        steps.extend((0..9).map(|i| (if i % 2 == 0 { 13 } else { 7 } * MS, 20, false)));
+        let mut limit = v.published;
+        for &(rtt, in_flight, drop) in &steps {
+            let sample =
+                WindowSample { samples: 20, ..WindowSample::single(0, rtt, in_flight, drop) };
+            limit = v.update(&sample, limit);
+        }
+        assert_eq!(limit, 40);
+        let noload = v.rtt_noload() as f64 / MS as f64;
+        assert!((9.0..10.5).contains(&noload), "{noload}");
     }
 
     #[test]
@@ -453,6 +521,7 @@ mod tests {
             VegasConfig { decrease: VegasDecrease::Ratio(1.0), ..base },
             VegasConfig { decrease: VegasDecrease::Ratio(f64::NAN), ..base },
             VegasConfig { backoff_ratio: Some(0.2), ..base },
+            VegasConfig { baseline_band: Some(1.5), ..base },
             VegasConfig { window: WindowConfig { min_samples: 0, ..base.window }, ..base },
         ];
         for config in bad {
