@@ -282,7 +282,8 @@ typedef struct valve_limiter_config {
  A plain value in caller memory; nothing is allocated for it. Release it exactly once,
  through the struct the acquire filled in (or one it was moved to). The limiter tracks the
  struct it is handed, not copies: releasing one copy marks that copy only, so releasing a
- second copy returns another caller's slot. Do not copy a held permit.
+ second copy returns another caller's slot (or, when the limiter holds no slot at all,
+ answers `VALVE_STALE_PERMIT` and changes nothing). Do not copy a held permit.
  */
 typedef struct valve_permit {
   /*
@@ -466,8 +467,10 @@ valve_status valve_limiter_try_acquire_at(const struct valve_limiter *limiter,
 
  Checks, in this order: pointers (`VALVE_NULL_POINTER`), the outcome
  (`VALVE_INVALID_ARGUMENT`), the permit's state (`VALVE_STALE_PERMIT` if released or empty,
- `VALVE_INVALID_ARGUMENT` if not a `valve_permit_state`), its limiter (`VALVE_FOREIGN_PERMIT`).
- Any error changes nothing. On `VALVE_OK` the slot is returned, the outcome is recorded and
+ `VALVE_INVALID_ARGUMENT` if not a `valve_permit_state`), its limiter (`VALVE_FOREIGN_PERMIT`),
+ then whether the limiter holds any slot (`VALVE_STALE_PERMIT` for a copy of a released
+ permit when nothing is in flight; the struct is still marked released). Any other error
+ changes nothing. On `VALVE_OK` the slot is returned, the outcome is recorded and
  `permit->state` becomes `VALVE_PERMIT_RELEASED`.
 
  Thread-safe for the limiter; a given permit must not be released by two threads at once.

@@ -226,6 +226,32 @@ static void test_hostile_releases(void) {
     valve_limiter_free(limiter);
 }
 
+/* A released permit's copy still looks held; with nothing in flight it must not wrap the
+ * limiter's in-flight count below 0. */
+static void test_released_copy(void) {
+    valve_limiter_config config = valve_limiter_config_fixed(2);
+    valve_limiter *limiter = new_limiter(&config);
+    valve_permit permit, copy;
+    CHECK_STATUS(valve_limiter_try_acquire_at(limiter, 10, &permit), VALVE_OK);
+    copy = permit;
+    CHECK_STATUS(valve_limiter_release_at(limiter, &permit, VALVE_OUTCOME_SUCCESS, 20), VALVE_OK);
+    valve_limiter_snapshot before = snapshot(limiter);
+    CHECK_STATUS(valve_limiter_release_at(limiter, &copy, VALVE_OUTCOME_SUCCESS, 30),
+                 VALVE_STALE_PERMIT);
+    CHECK(copy.state == VALVE_PERMIT_RELEASED);
+    valve_limiter_snapshot after = snapshot(limiter);
+    CHECK(memcmp(&before, &after, sizeof before) == 0);
+    CHECK(after.in_flight == 0 && after.limit == 2);
+    /* The limiter still admits exactly up to its limit. */
+    CHECK_STATUS(valve_limiter_try_acquire_at(limiter, 40, &permit), VALVE_OK);
+    CHECK_STATUS(valve_limiter_try_acquire_at(limiter, 40, &copy), VALVE_OK);
+    valve_permit third;
+    CHECK_STATUS(valve_limiter_try_acquire_at(limiter, 40, &third), VALVE_REJECTED);
+    CHECK_STATUS(valve_limiter_release(limiter, &permit, VALVE_OUTCOME_IGNORED), VALVE_OK);
+    CHECK_STATUS(valve_limiter_release(limiter, &copy, VALVE_OUTCOME_IGNORED), VALVE_OK);
+    valve_limiter_free(limiter);
+}
+
 static void test_set_limit(void) {
     valve_limiter_config config = valve_limiter_config_aimd_netflix();
     valve_limiter *limiter = new_limiter(&config);
@@ -354,6 +380,7 @@ int main(void) {
     test_null_pointers();
     test_acquire_release();
     test_hostile_releases();
+    test_released_copy();
     test_set_limit();
     test_aimd_learns();
     test_stress();

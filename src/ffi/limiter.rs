@@ -125,7 +125,8 @@ pub struct valve_limiter_config {
 /// A plain value in caller memory; nothing is allocated for it. Release it exactly once,
 /// through the struct the acquire filled in (or one it was moved to). The limiter tracks the
 /// struct it is handed, not copies: releasing one copy marks that copy only, so releasing a
-/// second copy returns another caller's slot. Do not copy a held permit.
+/// second copy returns another caller's slot (or, when the limiter holds no slot at all,
+/// answers `VALVE_STALE_PERMIT` and changes nothing). Do not copy a held permit.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct valve_permit {
@@ -387,8 +388,10 @@ pub unsafe extern "C" fn valve_limiter_try_acquire_at(
 ///
 /// Checks, in this order: pointers (`VALVE_NULL_POINTER`), the outcome
 /// (`VALVE_INVALID_ARGUMENT`), the permit's state (`VALVE_STALE_PERMIT` if released or empty,
-/// `VALVE_INVALID_ARGUMENT` if not a `valve_permit_state`), its limiter (`VALVE_FOREIGN_PERMIT`).
-/// Any error changes nothing. On `VALVE_OK` the slot is returned, the outcome is recorded and
+/// `VALVE_INVALID_ARGUMENT` if not a `valve_permit_state`), its limiter (`VALVE_FOREIGN_PERMIT`),
+/// then whether the limiter holds any slot (`VALVE_STALE_PERMIT` for a copy of a released
+/// permit when nothing is in flight; the struct is still marked released). Any other error
+/// changes nothing. On `VALVE_OK` the slot is returned, the outcome is recorded and
 /// `permit->state` becomes `VALVE_PERMIT_RELEASED`.
 ///
 /// Thread-safe for the limiter; a given permit must not be released by two threads at once.
@@ -588,11 +591,16 @@ fn release(
     if permit.limiter_id != handle.id {
         return valve_status::VALVE_FOREIGN_PERMIT;
     }
-    // Marked first: nothing below can fail, and the struct must never look held once its slot
-    // is back.
+    // Marked first: the struct must never look held once its slot is back. A copy of an
+    // already released permit still looks held; the checked release refuses it when no slot is
+    // held at all, so in-flight cannot wrap below 0 (with other slots held it returns one of
+    // theirs, as the permit's documentation warns).
     permit.state = PERMIT_RELEASED;
-    handle.limiter.release_at(permit.start_ns, permit.in_flight, outcome, now);
-    valve_status::VALVE_OK
+    if handle.limiter.try_release_at(permit.start_ns, permit.in_flight, outcome, now) {
+        valve_status::VALVE_OK
+    } else {
+        valve_status::VALVE_STALE_PERMIT
+    }
 }
 
 #[cfg(test)]
@@ -665,6 +673,30 @@ mod tests {
             );
             assert_eq!(snapshot(handle), before, "a second release changes nothing");
             assert_eq!((before.in_flight, before.success, before.rejected), (0, 1, 1));
+            valve_limiter_free(handle);
+        }
+    }
+
+    #[test]
+    fn a_released_copy_cannot_wrap_in_flight() {
+        let handle = new_limiter(&valve_limiter_config_fixed(2));
+        let mut permit = valve_permit::empty();
+        // SAFETY (this block): a live handle and valid permit pointers throughout.
+        unsafe {
+            assert_eq!(
+                valve_limiter_try_acquire_at(handle, 1, &mut permit),
+                valve_status::VALVE_OK
+            );
+            let mut copy = permit;
+            assert_eq!(valve_limiter_release_at(handle, &mut permit, 0, 2), valve_status::VALVE_OK);
+            let before = snapshot(handle);
+            assert_eq!(
+                valve_limiter_release_at(handle, &mut copy, 0, 3),
+                valve_status::VALVE_STALE_PERMIT
+            );
+            assert_eq!(copy.state, PERMIT_RELEASED);
+            assert_eq!(snapshot(handle), before, "nothing in flight: the copy changes nothing");
+            assert_eq!((before.in_flight, before.limit), (0, 2));
             valve_limiter_free(handle);
         }
     }
