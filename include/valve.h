@@ -68,6 +68,10 @@ enum valve_status
    valve panicked inside the call (a bug in valve): the handle should be freed.
    */
   VALVE_INTERNAL = 6,
+  /*
+   A blocking wait's deadline passed before a slot was free.
+   */
+  VALVE_TIMEOUT = 7,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -93,6 +97,18 @@ enum valve_algorithm
    Additive increase, multiplicative decrease: `valve_limiter_config.aimd`.
    */
   VALVE_ALGORITHM_AIMD = 1,
+  /*
+   Netflix Gradient2 (RTT gradient with a queue allowance): `valve_limiter_config.gradient2`.
+   */
+  VALVE_ALGORITHM_GRADIENT2 = 2,
+  /*
+   TCP Vegas's queue estimate: `valve_limiter_config.vegas`.
+   */
+  VALVE_ALGORITHM_VEGAS = 3,
+  /*
+   Envoy's gradient controller: `valve_limiter_config.envoy_gradient`.
+   */
+  VALVE_ALGORITHM_ENVOY_GRADIENT = 4,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -158,6 +174,119 @@ enum valve_permit_state
 typedef enum valve_permit_state valve_permit_state;
 #else
 typedef uint32_t valve_permit_state;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ How Gradient2's queue allowance follows the limit, for `valve_gradient2_config.queue_size_kind`.
+ */
+enum valve_queue_size
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   A constant allowance of `queue_size` (Netflix: 4).
+   */
+  VALVE_QUEUE_SIZE_FIXED = 0,
+  /*
+   `max(queue_size, floor(sqrt(limit)))`.
+   */
+  VALVE_QUEUE_SIZE_SQUARE_ROOT = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum valve_queue_size valve_queue_size;
+#else
+typedef uint32_t valve_queue_size;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ How a Vegas limit shrinks, for `valve_vegas_config.decrease`.
+ */
+enum valve_vegas_decrease
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   `L - log10(L)` (Netflix).
+   */
+  VALVE_VEGAS_DECREASE_LOG10 = 0,
+  /*
+   `L * decrease_ratio`, the ratio in `(0, 1)`.
+   */
+  VALVE_VEGAS_DECREASE_RATIO = 1,
+  /*
+   Straight to the estimated no-queue level plus `alpha`, never below half the limit.
+   */
+  VALVE_VEGAS_DECREASE_TO_ESTIMATE = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum valve_vegas_decrease valve_vegas_decrease;
+#else
+typedef uint32_t valve_vegas_decrease;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ Where the Envoy gradient controller gets its minimum RTT, for `valve_envoy_gradient_config.min_rtt`.
+ */
+enum valve_min_rtt
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   Measured at start and every `min_rtt_interval_ns` (plus jitter) over
+   `min_rtt_request_count` samples (Envoy).
+   */
+  VALVE_MIN_RTT_MEASURE = 0,
+  /*
+   A constant `min_rtt_fixed_ns` (Envoy's `fixed_value`).
+   */
+  VALVE_MIN_RTT_FIXED = 1,
+  /*
+   The smallest window percentile seen (valve): no measurement, no pinning.
+   */
+  VALVE_MIN_RTT_LEARNED = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum valve_min_rtt valve_min_rtt;
+#else
+typedef uint32_t valve_min_rtt;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ Which waiter a freed slot goes to, for `valve_queue_config.ordering`.
+ */
+enum valve_queue_ordering
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   Oldest first.
+   */
+  VALVE_QUEUE_FIFO = 0,
+  /*
+   Newest first (Netflix `LifoBlockingLimiter`).
+   */
+  VALVE_QUEUE_LIFO = 1,
+  /*
+   FIFO until the oldest waiter has waited longer than `max_age_ns`, then LIFO.
+   */
+  VALVE_QUEUE_ADAPTIVE = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum valve_queue_ordering valve_queue_ordering;
+#else
+typedef uint32_t valve_queue_ordering;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -256,6 +385,259 @@ typedef struct valve_aimd_config {
 } valve_aimd_config;
 
 /*
+ Configuration of the GRADIENT2 algorithm (Netflix `Gradient2Limit` and valve's fixes).
+ */
+typedef struct valve_gradient2_config {
+  /*
+   Limit before the first window, in `[min_limit, max_limit]`.
+   */
+  uint32_t initial_limit;
+  /*
+   Smallest limit, at least 1.
+   */
+  uint32_t min_limit;
+  /*
+   Largest limit, at most `VALVE_MAX_LIMIT`.
+   */
+  uint32_t max_limit;
+  /*
+   Weight of the new estimate against the current limit, in `(0, 1]`.
+   */
+  double smoothing;
+  /*
+   Whether increases are smoothed too (Netflix) or only decreases (valve).
+   */
+  bool smooth_increases;
+  /*
+   One of `valve_queue_size`.
+   */
+  uint32_t queue_size_kind;
+  /*
+   The allowance (FIXED) or its floor (SQUARE_ROOT).
+   */
+  uint32_t queue_size;
+  /*
+   Whether the allowance is added only in windows that show no queueing.
+   */
+  bool queue_only_when_unqueued;
+  /*
+   How far the short RTT may rise above the long one before the limit shrinks, at least 1.
+   */
+  double rtt_tolerance;
+  /*
+   Windows the long-RTT average spans, at least 1.
+   */
+  uint32_t long_window;
+  /*
+   Windows averaged plainly before the exponential average starts.
+   */
+  uint32_t long_warmup;
+  /*
+   Factor applied to the long RTT when it is over twice the short one, in `(0, 1]`.
+   */
+  double long_rtt_decay;
+  /*
+   Whether `baseline_band` is used (valve) or the long RTT learns from every window.
+   */
+  bool use_baseline_band;
+  /*
+   The long RTT learns only from windows within `(1 + baseline_band)` times it.
+   */
+  double baseline_band;
+  /*
+   Upper bound on the long RTT, ns; 0 for none.
+   */
+  uint64_t max_healthy_rtt_ns;
+  /*
+   Windows at `min_limit` after which the long RTT restarts (0: never).
+   */
+  uint32_t rebaseline_after;
+  /*
+   Factor applied on a window with a drop, in `[0.5, 1)`; 0 ignores drops (Netflix).
+   */
+  double backoff_ratio;
+  /*
+   Exponential growth until the first signal.
+   */
+  bool slow_start;
+  /*
+   How samples are aggregated.
+   */
+  struct valve_window_config window;
+} valve_gradient2_config;
+
+/*
+ Configuration of the VEGAS algorithm (Netflix `VegasLimit` and valve's fixes).
+ */
+typedef struct valve_vegas_config {
+  /*
+   Limit before the first window, in `[min_limit, max_limit]`.
+   */
+  uint32_t initial_limit;
+  /*
+   Smallest limit, at least 1.
+   */
+  uint32_t min_limit;
+  /*
+   Largest limit, at most `VALVE_MAX_LIMIT`.
+   */
+  uint32_t max_limit;
+  /*
+   Queue below which the limit grows.
+   */
+  uint32_t alpha;
+  /*
+   Queue above which the limit shrinks; also the fast growth step.
+   */
+  uint32_t beta;
+  /*
+   Whether `alpha` and `beta` are multiplied by `log10(L)`.
+   */
+  bool log10_scaled;
+  /*
+   Weight of the new limit against the current one, in `(0, 1]`.
+   */
+  double smoothing;
+  /*
+   Probe the no-load RTT every `jitter * probe_multiplier * L` windows; 0: never.
+   */
+  uint32_t probe_multiplier;
+  /*
+   One of `valve_vegas_decrease`.
+   */
+  uint32_t decrease;
+  /*
+   The ratio of `VALVE_VEGAS_DECREASE_RATIO`, in `(0, 1)`; read only for that kind.
+   */
+  double decrease_ratio;
+  /*
+   Factor applied on a window with a drop, in `[0.5, 1)`; 0 applies `decrease`.
+   */
+  double backoff_ratio;
+  /*
+   Windows at `min_limit` after which the no-load RTT restarts (0: never).
+   */
+  uint32_t rebaseline_after;
+  /*
+   Exponential growth until the first signal.
+   */
+  bool slow_start;
+  /*
+   Seed of the probe jitter.
+   */
+  uint64_t seed;
+  /*
+   How samples are aggregated.
+   */
+  struct valve_window_config window;
+} valve_vegas_config;
+
+/*
+ Configuration of the ENVOY_GRADIENT algorithm (Envoy's gradient controller).
+ */
+typedef struct valve_envoy_gradient_config {
+  /*
+   Limit before the first window.
+   */
+  uint32_t initial_limit;
+  /*
+   The limit pinned during a measurement, in `[min_limit, max_limit]`.
+   */
+  uint32_t min_concurrency;
+  /*
+   Smallest limit, at least 1.
+   */
+  uint32_t min_limit;
+  /*
+   Largest limit, at most `VALVE_MAX_LIMIT`.
+   */
+  uint32_t max_limit;
+  /*
+   Fraction of the minimum RTT tolerated as queueing, in `[0, 1]`.
+   */
+  double buffer;
+  /*
+   One of `valve_min_rtt`.
+   */
+  uint32_t min_rtt;
+  /*
+   MEASURE: time between measurements, ns.
+   */
+  uint64_t min_rtt_interval_ns;
+  /*
+   MEASURE: random extra delay as a fraction of the interval, in `[0, 1]`.
+   */
+  double min_rtt_jitter;
+  /*
+   MEASURE: samples per measurement.
+   */
+  uint32_t min_rtt_request_count;
+  /*
+   MEASURE: pin the limit at `min_concurrency` while measuring (Envoy).
+   */
+  bool min_rtt_pin;
+  /*
+   FIXED: the minimum RTT, ns.
+   */
+  uint64_t min_rtt_fixed_ns;
+  /*
+   Updates at the minimum after which the minimum RTT is measured again; 0: never.
+   */
+  uint32_t remeasure_after;
+  /*
+   Factor applied on a window with a drop, in `[0.5, 1)`; 0 ignores drops (Envoy).
+   */
+  double backoff_ratio;
+  /*
+   Whether a window whose in-flight stayed below half the limit may not raise it.
+   */
+  bool app_limited;
+  /*
+   Exponential growth until the first signal.
+   */
+  bool slow_start;
+  /*
+   Seed of the measurement jitter.
+   */
+  uint64_t seed;
+  /*
+   How samples are aggregated; needs a `percentile`.
+   */
+  struct valve_window_config window;
+} valve_envoy_gradient_config;
+
+/*
+ The limiter's waiter queue, used by `valve_limiter_acquire_until` and `_acquire_timeout`.
+ */
+typedef struct valve_queue_config {
+  /*
+   Hard cap on queued waiters (0: a wait that finds no free slot is refused at once).
+   */
+  uint32_t max_waiters;
+  /*
+   One of `valve_queue_ordering`.
+   */
+  uint32_t ordering;
+  /*
+   ADAPTIVE: age of the oldest waiter, ns, from which ordering is LIFO.
+   */
+  uint64_t max_age_ns;
+  /*
+   Queue length, as a multiple of the limit, from which new waiters are refused with
+   rising probability; finite, in `[0, reject_all_at]`.
+   */
+  double reject_from;
+  /*
+   Queue length, as a multiple of the limit, at which every new waiter is refused.
+   */
+  double reject_all_at;
+  /*
+   Seed of the generator behind graded rejection.
+   */
+  uint64_t seed;
+} valve_queue_config;
+
+/*
  Configuration of a limiter: `algorithm` picks which of the per-algorithm members is read.
 
  Fill it with `valve_limiter_config_default()` or a preset, then change fields. Later
@@ -274,6 +656,23 @@ typedef struct valve_limiter_config {
    Read when `algorithm` is `VALVE_ALGORITHM_AIMD`.
    */
   struct valve_aimd_config aimd;
+  /*
+   Read when `algorithm` is `VALVE_ALGORITHM_GRADIENT2`.
+   */
+  struct valve_gradient2_config gradient2;
+  /*
+   Read when `algorithm` is `VALVE_ALGORITHM_VEGAS`.
+   */
+  struct valve_vegas_config vegas;
+  /*
+   Read when `algorithm` is `VALVE_ALGORITHM_ENVOY_GRADIENT`.
+   */
+  struct valve_envoy_gradient_config envoy_gradient;
+  /*
+   The waiter queue of `valve_limiter_acquire_until` and `_acquire_timeout` (every preset:
+   FIFO, up to 4096 waiters, graded rejection from 2x to 3x the limit).
+   */
+  struct valve_queue_config queue;
 } valve_limiter_config;
 
 /*
@@ -407,6 +806,45 @@ struct valve_limiter_config valve_limiter_config_aimd_netflix(void);
 struct valve_limiter_config valve_limiter_config_fixed(uint32_t limit);
 
 /*
+ valve's GRADIENT2 defaults (tolerance 1.25, allowance `max(4, sqrt L)`, baseline band 0.1,
+ backoff 0.9 on drops, slow start, limits `[1, 1000]`). Other members as
+ `valve_limiter_config_default()`. Thread-safe.
+ */
+struct valve_limiter_config valve_limiter_config_gradient2(void);
+
+/*
+ Netflix `Gradient2Limit` parity behind Netflix `WindowedLimit` defaults (initial 20, limits
+ `[20, 200]`, smoothing 0.2, queue 4, tolerance 1.5, long window 600, drops ignored).
+ Thread-safe.
+ */
+struct valve_limiter_config valve_limiter_config_gradient2_netflix(void);
+
+/*
+ valve's VEGAS defaults (no probing, decrease to the estimate, backoff 0.9 on drops, slow
+ start). Thread-safe.
+ */
+struct valve_limiter_config valve_limiter_config_vegas(void);
+
+/*
+ Netflix `VegasLimit` parity (initial 20, max 1000, alpha 3 and beta 6 scaled by log10,
+ probe multiplier 30, per sample). Thread-safe.
+ */
+struct valve_limiter_config valve_limiter_config_vegas_netflix(void);
+
+/*
+ valve's ENVOY_GRADIENT defaults (learned minimum RTT, no pinning, buffer 0.1, backoff 0.9
+ on drops, app-limited guard, slow start, p50 over valve windows). Thread-safe.
+ */
+struct valve_limiter_config valve_limiter_config_envoy_gradient(void);
+
+/*
+ Envoy's gradient controller defaults (p50 windows of 100 ms, buffer 0.25, min concurrency
+ 3, max 1000, a pinned minimum-RTT measurement every 60 s with 15 % jitter over 50
+ requests). Thread-safe.
+ */
+struct valve_limiter_config valve_limiter_config_envoy_gradient_envoy(void);
+
+/*
  Creates a limiter from `config` and stores it in `*out`.
 
  Answers `VALVE_OK`; `VALVE_INVALID_ARGUMENT` for an unknown algorithm or a config the
@@ -497,6 +935,47 @@ valve_status valve_limiter_release_at(const struct valve_limiter *limiter,
                                       struct valve_permit *permit,
                                       uint32_t outcome,
                                       uint64_t now_ns);
+
+/*
+ The limiter's clock now, ns since the handle was created: the timeline of the `_at`
+ functions' `now_ns` and of `valve_limiter_acquire_until`'s deadline (0 for NULL).
+ Thread-safe.
+
+ # Safety
+
+ `limiter` must be NULL or a live handle.
+ */
+uint64_t valve_limiter_now(const struct valve_limiter *limiter);
+
+/*
+ Waits, blocking the calling thread, until a slot is free or the limiter's clock reads
+ `deadline_ns` (see `valve_limiter_now`; `UINT64_MAX` waits without a deadline).
+
+ Waiters queue as `valve_limiter_config.queue` says; queued time is not part of the permit's
+ RTT. Answers `VALVE_OK` with a held permit; `VALVE_REJECTED` when the queue refused the
+ wait (full, or graded rejection); `VALVE_TIMEOUT` when the deadline passed first (a
+ deadline already past answers at once unless a slot is free); `VALVE_NULL_POINTER`. On
+ failure `*out` is an empty permit. Thread-safe: any number of threads may wait at once.
+
+ # Safety
+
+ As `valve_limiter_try_acquire`; `limiter` must stay live until the call returns.
+ */
+valve_status valve_limiter_acquire_until(const struct valve_limiter *limiter,
+                                         uint64_t deadline_ns,
+                                         struct valve_permit *out);
+
+/*
+ As `valve_limiter_acquire_until` with a deadline `timeout_ns` from now (saturating).
+ Thread-safe.
+
+ # Safety
+
+ As `valve_limiter_acquire_until`.
+ */
+valve_status valve_limiter_acquire_timeout(const struct valve_limiter *limiter,
+                                           uint64_t timeout_ns,
+                                           struct valve_permit *out);
 
 /*
  Sets the limit by hand, clamped to the algorithm's bounds, and stores the limit now in force

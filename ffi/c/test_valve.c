@@ -4,6 +4,7 @@
  * through the ABI. Plain C11 and pthreads; prints "N passed, 0 failed" on success.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 
 #include "check.h"
@@ -45,7 +46,8 @@ static void test_status_names(void) {
     CHECK(strcmp(valve_status_name(VALVE_STALE_PERMIT), "VALVE_STALE_PERMIT") == 0);
     CHECK(strcmp(valve_status_name(VALVE_FOREIGN_PERMIT), "VALVE_FOREIGN_PERMIT") == 0);
     CHECK(strcmp(valve_status_name(VALVE_INTERNAL), "VALVE_INTERNAL") == 0);
-    CHECK(strcmp(valve_status_name(VALVE_INTERNAL + 1), "VALVE_UNKNOWN_STATUS") == 0);
+    CHECK(strcmp(valve_status_name(VALVE_TIMEOUT), "VALVE_TIMEOUT") == 0);
+    CHECK(strcmp(valve_status_name(1000), "VALVE_UNKNOWN_STATUS") == 0);
     CHECK(strcmp(valve_status_name(0xffffffffu), "VALVE_UNKNOWN_STATUS") == 0);
 }
 
@@ -112,6 +114,115 @@ static void test_invalid_configs(void) {
     config = valve_limiter_config_fixed(VALVE_MAX_LIMIT + 1);
     CHECK_STATUS(valve_limiter_new(&config, &limiter), VALVE_INVALID_ARGUMENT);
     CHECK(limiter == NULL);
+}
+
+static void test_algorithm_presets(void) {
+    valve_limiter_config presets[] = {valve_limiter_config_gradient2(),
+                                      valve_limiter_config_gradient2_netflix(),
+                                      valve_limiter_config_vegas(),
+                                      valve_limiter_config_vegas_netflix(),
+                                      valve_limiter_config_envoy_gradient(),
+                                      valve_limiter_config_envoy_gradient_envoy()};
+    uint32_t algorithms[] = {VALVE_ALGORITHM_GRADIENT2, VALVE_ALGORITHM_GRADIENT2,
+                             VALVE_ALGORITHM_VEGAS,     VALVE_ALGORITHM_VEGAS,
+                             VALVE_ALGORITHM_ENVOY_GRADIENT, VALVE_ALGORITHM_ENVOY_GRADIENT};
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
+        CHECK(presets[i].algorithm == algorithms[i]);
+        CHECK(presets[i].queue.ordering == VALVE_QUEUE_FIFO && presets[i].queue.max_waiters == 4096);
+        valve_limiter *limiter = new_limiter(&presets[i]);
+        /* Each adapts through the same acquire/release cycle. */
+        for (uint64_t t = 0; t < 200; t++) {
+            valve_permit permit;
+            CHECK_STATUS(valve_limiter_try_acquire_at(limiter, t * 1000000, &permit), VALVE_OK);
+            CHECK_STATUS(valve_limiter_release_at(limiter, &permit, VALVE_OUTCOME_SUCCESS,
+                                                  t * 1000000 + 500000),
+                         VALVE_OK);
+        }
+        CHECK(snapshot(limiter).success == 200);
+        valve_limiter_free(limiter);
+    }
+    CHECK(presets[1].gradient2.min_limit == 20 && presets[1].gradient2.max_limit == 200);
+    CHECK(presets[1].gradient2.queue_size_kind == VALVE_QUEUE_SIZE_FIXED);
+    CHECK(presets[1].gradient2.queue_size == 4 && presets[1].gradient2.backoff_ratio == 0.0);
+    CHECK(presets[0].gradient2.queue_size_kind == VALVE_QUEUE_SIZE_SQUARE_ROOT);
+    CHECK(presets[3].vegas.decrease == VALVE_VEGAS_DECREASE_LOG10);
+    CHECK(presets[3].vegas.probe_multiplier == 30);
+    CHECK(presets[2].vegas.decrease == VALVE_VEGAS_DECREASE_TO_ESTIMATE);
+    CHECK(presets[5].envoy_gradient.min_rtt == VALVE_MIN_RTT_MEASURE);
+    CHECK(presets[5].envoy_gradient.min_rtt_interval_ns == 60000000000ull);
+    CHECK(presets[4].envoy_gradient.min_rtt == VALVE_MIN_RTT_LEARNED);
+
+    /* Unknown kinds and invalid members are refused, like the Rust constructors. */
+    valve_limiter *limiter = (valve_limiter *)&limiter;
+    valve_limiter_config bad[9];
+    for (size_t i = 0; i < 9; i++) {
+        bad[i] = presets[i % 6];
+    }
+    bad[0].gradient2.queue_size_kind = 2;
+    bad[1].gradient2.rtt_tolerance = 0.5;
+    bad[2].vegas.decrease = 3;
+    bad[3].vegas.decrease = VALVE_VEGAS_DECREASE_RATIO; /* ratio 0 */
+    bad[4].envoy_gradient.min_rtt = 0xffffffffu;
+    bad[5].envoy_gradient.buffer = 2.0;
+    bad[6].queue.ordering = 3;
+    bad[7].queue.reject_from = 4.0; /* above reject_all_at */
+    bad[8].queue.reject_all_at = 1.0 / 0.0;
+    for (size_t i = 0; i < 9; i++) {
+        CHECK_STATUS(valve_limiter_new(&bad[i], &limiter), VALVE_INVALID_ARGUMENT);
+        CHECK(limiter == NULL);
+    }
+}
+
+/* Blocking waits: a free slot at once, a timeout, a refused queue, a hand-off between threads. */
+struct waiter {
+    valve_limiter *limiter;
+    valve_status status;
+    valve_permit permit;
+};
+
+static void *wait_for_slot(void *arg) {
+    struct waiter *w = arg;
+    w->status = valve_limiter_acquire_timeout(w->limiter, 10000000000ull, &w->permit);
+    return NULL;
+}
+
+static void test_blocking_waits(void) {
+    valve_limiter_config config = valve_limiter_config_fixed(1);
+    valve_limiter *limiter = new_limiter(&config);
+    valve_permit held, other;
+
+    CHECK_STATUS(valve_limiter_acquire_until(limiter, 0, &held), VALVE_OK);
+    CHECK_STATUS(valve_limiter_acquire_timeout(limiter, 1000000, &other), VALVE_TIMEOUT);
+    CHECK(other.state == VALVE_PERMIT_EMPTY);
+    CHECK_STATUS(valve_limiter_acquire_until(limiter, valve_limiter_now(limiter), &other),
+                 VALVE_TIMEOUT);
+    CHECK(snapshot(limiter).timed_out == 2);
+    CHECK_STATUS(valve_limiter_acquire_until(NULL, 0, &other), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_limiter_acquire_until(limiter, 0, NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_limiter_acquire_timeout(NULL, 0, &other), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_limiter_acquire_timeout(limiter, 0, NULL), VALVE_NULL_POINTER);
+    CHECK(valve_limiter_now(NULL) == 0);
+
+    /* A waiter on another thread gets the slot when it is released. */
+    struct waiter w = {.limiter = limiter, .status = VALVE_INTERNAL};
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, wait_for_slot, &w) == 0);
+    while (snapshot(limiter).queued == 0) {
+        sched_yield();
+    }
+    CHECK_STATUS(valve_limiter_release(limiter, &held, VALVE_OUTCOME_IGNORED), VALVE_OK);
+    CHECK(pthread_join(thread, NULL) == 0);
+    CHECK_STATUS(w.status, VALVE_OK);
+    CHECK_STATUS(valve_limiter_release(limiter, &w.permit, VALVE_OUTCOME_SUCCESS), VALVE_OK);
+    valve_limiter_free(limiter);
+
+    /* No queue: a wait that finds no slot is refused at once. */
+    config.queue.max_waiters = 0;
+    limiter = new_limiter(&config);
+    CHECK_STATUS(valve_limiter_try_acquire(limiter, &held), VALVE_OK);
+    CHECK_STATUS(valve_limiter_acquire_timeout(limiter, 10000000000ull, &other), VALVE_REJECTED);
+    CHECK_STATUS(valve_limiter_release(limiter, &held, VALVE_OUTCOME_IGNORED), VALVE_OK);
+    valve_limiter_free(limiter);
 }
 
 static void test_null_pointers(void) {
@@ -377,6 +488,8 @@ int main(void) {
     test_status_names();
     test_presets();
     test_invalid_configs();
+    test_algorithm_presets();
+    test_blocking_waits();
     test_null_pointers();
     test_acquire_release();
     test_hostile_releases();

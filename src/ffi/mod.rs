@@ -23,7 +23,8 @@
 //! | file | what |
 //! |---|---|
 //! | this file | [`valve_status`], the panic boundary, version functions |
-//! | `limiter.rs` | the concurrency limiter and its limit algorithms |
+//! | `limiter.rs` | the concurrency limiter, its blocking waits, the FIXED and AIMD configs |
+//! | `limit.rs` | the configs of the other limit algorithms and of the waiter queue |
 //!
 //! Adding a control is one more file here holding its handle, config, presets and operations,
 //! built from `boundary`, [`valve_status`] and the same NULL checks.
@@ -34,8 +35,10 @@
 use std::ffi::c_char;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+mod limit;
 mod limiter;
 
+pub use limit::*;
 pub use limiter::*;
 
 /// The result of every fallible valve function.
@@ -58,6 +61,8 @@ pub enum valve_status {
     VALVE_FOREIGN_PERMIT = 5,
     /// valve panicked inside the call (a bug in valve): the handle should be freed.
     VALVE_INTERNAL = 6,
+    /// A blocking wait's deadline passed before a slot was free.
+    VALVE_TIMEOUT = 7,
 }
 
 /// The name of a status code, e.g. `"VALVE_OK"`, or `"VALVE_UNKNOWN_STATUS"` for a code that is
@@ -80,6 +85,7 @@ fn status_name(code: u32) -> &'static [u8] {
         4 => b"VALVE_STALE_PERMIT\0",
         5 => b"VALVE_FOREIGN_PERMIT\0",
         6 => b"VALVE_INTERNAL\0",
+        7 => b"VALVE_TIMEOUT\0",
         _ => UNKNOWN_STATUS,
     }
 }
@@ -153,6 +159,7 @@ mod tests {
             valve_status::VALVE_STALE_PERMIT,
             valve_status::VALVE_FOREIGN_PERMIT,
             valve_status::VALVE_INTERNAL,
+            valve_status::VALVE_TIMEOUT,
         ];
         for status in all {
             assert_eq!(name(status as u32), format!("{status:?}"));
