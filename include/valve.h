@@ -72,6 +72,11 @@ enum valve_status
    A blocking wait's deadline passed before a slot was free.
    */
   VALVE_TIMEOUT = 7,
+  /*
+   The client's own retry budget (token quota, windowed or concurrency budget) refused a
+   retry or hedge: not an error and not a signal from the server. Do not retry.
+   */
+  VALVE_BUDGET_EXHAUSTED = 8,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -174,6 +179,133 @@ enum valve_permit_state
 typedef enum valve_permit_state valve_permit_state;
 #else
 typedef uint32_t valve_permit_state;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ What a retry is for, which sets its cost under the AWS rules, for
+ `valve_token_quota_try_retry`.
+ */
+enum valve_cost_class
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   A retryable error that is neither a timeout nor throttling (5xx, connection reset).
+   */
+  VALVE_COST_TRANSIENT = 0,
+  /*
+   The attempt timed out.
+   */
+  VALVE_COST_TIMEOUT = 1,
+  /*
+   The server asked the client to slow down (429, throttling).
+   */
+  VALVE_COST_THROTTLING = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum valve_cost_class valve_cost_class;
+#else
+typedef uint32_t valve_cost_class;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ When a token quota lets a retry go, for `valve_token_quota_config.rule`.
+ */
+enum valve_quota_rule
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   gRPC A6: every qualified failure takes its cost, then a retry goes only if the balance
+   left is strictly above `threshold`.
+   */
+  VALVE_QUOTA_ABOVE_THRESHOLD = 1,
+  /*
+   AWS standard: a retry takes its cost if the balance holds at least that much.
+   */
+  VALVE_QUOTA_COST_AVAILABLE = 2,
+  /*
+   aws-c-io: refused only at 0; otherwise takes `min(balance, cost)`.
+   */
+  VALVE_QUOTA_CONSUME_REMAINING = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum valve_quota_rule valve_quota_rule;
+#else
+typedef uint32_t valve_quota_rule;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ How a delay is randomised, for `valve_backoff_config.jitter`; `d` is the exponential delay
+ `min(initial * multiplier^(n-1), max)`.
+ */
+enum valve_jitter
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   `d`.
+   */
+  VALVE_JITTER_NONE = 0,
+  /*
+   `U[0, d)` (AWS full jitter).
+   */
+  VALVE_JITTER_FULL = 1,
+  /*
+   `d/2 + U[0, d/2)` (AWS equal jitter).
+   */
+  VALVE_JITTER_EQUAL = 2,
+  /*
+   `min(max, U[initial, 3 * previous))` (AWS decorrelated jitter).
+   */
+  VALVE_JITTER_DECORRELATED = 3,
+  /*
+   `d * U[0.8, 1.2)` (gRPC A6).
+   */
+  VALVE_JITTER_GRPC = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum valve_jitter valve_jitter;
+#else
+typedef uint32_t valve_jitter;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ What a server-supplied retry-after does, for `valve_backoff_config.retry_after`.
+ */
+enum valve_retry_after
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   Ignored (AWS legacy, aws-c-io).
+   */
+  VALVE_RETRY_AFTER_IGNORE = 0,
+  /*
+   The next delay exactly; the sequence restarts (gRPC A6 pushback).
+   */
+  VALVE_RETRY_AFTER_EXACT = 1,
+  /*
+   Kept within `[t, t + retry_after_max_extra_ns]` of the computed delay `t` (AWS 2026).
+   */
+  VALVE_RETRY_AFTER_WITHIN_EXTRA = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum valve_retry_after valve_retry_after;
+#else
+typedef uint32_t valve_retry_after;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -291,6 +423,19 @@ typedef uint32_t valve_queue_ordering;
 #endif // __cplusplus
 
 /*
+ One call's retry delays. Opaque; created by `valve_backoff_new`, freed by
+ `valve_backoff_free`. Not thread-safe: use one per retry sequence, from one thread at a
+ time.
+ */
+typedef struct valve_backoff valve_backoff;
+
+/*
+ A concurrency retry budget (Envoy): retries in flight limited to a share of the requests in
+ flight. Opaque; thread-safe except `_free`.
+ */
+typedef struct valve_concurrency_budget valve_concurrency_budget;
+
+/*
  A concurrency limiter: admits work up to a limit, in one CAS, and sheds the rest at once.
 
  Opaque; created by `valve_limiter_new`, freed by `valve_limiter_free`. Every function taking
@@ -299,6 +444,183 @@ typedef uint32_t valve_queue_ordering;
  `Box<Limiter<Box<dyn LimitAlgorithm>>>`.
  */
 typedef struct valve_limiter valve_limiter;
+
+/*
+ A token quota (gRPC A6 retry throttling, AWS standard retry quota). Opaque; every function
+ taking a `const valve_token_quota *` is thread-safe; only `_free` needs exclusive access.
+ */
+typedef struct valve_token_quota valve_token_quota;
+
+/*
+ A windowed retry budget (Finagle `RetryBudget`): deposits from requests, withdrawals for
+ retries, both expiring after a ttl. Opaque; thread-safe except `_free`.
+ */
+typedef struct valve_windowed_budget valve_windowed_budget;
+
+/*
+ Configuration of a `valve_backoff` (durations in ns).
+ */
+typedef struct valve_backoff_config {
+  /*
+   The first retry's delay before jitter, at least 1 ns.
+   */
+  uint64_t initial_ns;
+  /*
+   The largest delay before jitter, at least `initial_ns`.
+   */
+  uint64_t max_ns;
+  /*
+   Growth per retry: positive, digits beyond the third decimal ignored.
+   */
+  double multiplier;
+  /*
+   One of `valve_jitter`.
+   */
+  uint32_t jitter;
+  /*
+   One of `valve_retry_after`.
+   */
+  uint32_t retry_after;
+  /*
+   WITHIN_EXTRA only: how far past the computed delay a retry-after may move it, ns.
+   */
+  uint64_t retry_after_max_extra_ns;
+} valve_backoff_config;
+
+/*
+ The cost of a retry for each [`CostClass`], in the quota's units.
+ */
+typedef struct valve_retry_costs {
+  /*
+   Cost of a [`CostClass::Transient`] retry.
+   */
+  uint32_t transient;
+  /*
+   Cost of a [`CostClass::Timeout`] retry.
+   */
+  uint32_t timeout;
+  /*
+   Cost of a [`CostClass::Throttling`] retry.
+   */
+  uint32_t throttling;
+} valve_retry_costs;
+
+/*
+ Configuration of a `valve_token_quota`; fill it with a preset, then change fields.
+ */
+typedef struct valve_token_quota_config {
+  /*
+   Most tokens the quota holds, at least 1.
+   */
+  uint32_t capacity;
+  /*
+   Tokens at creation, at most `capacity`.
+   */
+  uint32_t initial;
+  /*
+   One of `valve_quota_rule`.
+   */
+  uint32_t rule;
+  /*
+   ABOVE_THRESHOLD only: a retry needs the balance after the debit strictly above this.
+   */
+  uint32_t threshold;
+  /*
+   Cost of each class of retry, each in `[1, capacity]`.
+   */
+  struct valve_retry_costs costs;
+  /*
+   What a success gives back when it refunds nothing, at least 1.
+   */
+  uint32_t success_credit;
+  /*
+   Whether a success after a granted retry gives back that retry's tokens instead.
+   */
+  bool refund_on_success;
+} valve_token_quota_config;
+
+/*
+ Tokens a granted retry took, to hand back to [`TokenQuota::on_success`] when the retried
+ call succeeds.
+ */
+typedef struct valve_quota_withdrawal {
+  /*
+   Tokens taken from the balance (under [`QuotaRule::ConsumeRemaining`] possibly less than
+   the class's cost).
+   */
+  uint32_t tokens;
+} valve_quota_withdrawal;
+
+/*
+ A budget's balance and counters, read without locks or allocation; crosses the C ABI.
+
+ Units are the budget's own: milli-tokens for the gRPC preset, tokens for the AWS presets,
+ Finagle's ×1000 units for [`WindowedBudget`], retries for [`ConcurrencyBudget`]. Fields are
+ read separately, so under concurrent use they may come from slightly different instants.
+ */
+typedef struct valve_budget_snapshot {
+  /*
+   What is available now: the token balance; the windowed count (reserve plus live
+   deposits minus live withdrawals, negative while withdrawals outlive the deposits that
+   paid for them); or the concurrency budget's free retry slots (negative when the budget
+   shrank below the retries already running).
+   */
+  int64_t balance;
+  /*
+   The most the balance can be: the quota's capacity; the concurrency budget's current
+   maximum of retries in flight; 0 for the windowed budget, which has no fixed cap.
+   */
+  uint64_t capacity;
+  /*
+   Retries (and hedges) granted. The token quota counts them modulo 2^32.
+   */
+  uint64_t allowed;
+  /*
+   Retries (and hedges) refused.
+   */
+  uint64_t denied;
+  /*
+   Requests in flight (active plus pending) the concurrency budget is sized from; 0 for
+   the other budgets.
+   */
+  uint64_t outstanding;
+  /*
+   Retries in flight in the concurrency budget; 0 for the other budgets.
+   */
+  uint64_t retries_in_flight;
+} valve_budget_snapshot;
+
+/*
+ Configuration of a `valve_windowed_budget` (Finagle's `RetryBudget` arguments).
+ */
+typedef struct valve_windowed_config {
+  /*
+   How long a deposit or withdrawal counts, ns: 1 s to 60 s inclusive.
+   */
+  uint64_t ttl_ns;
+  /*
+   Retries per second allowed however little traffic there is (the reserve).
+   */
+  uint32_t min_retries_per_sec;
+  /*
+   Retries allowed per request, as a fraction (0.2 is 20 %), in `[0, 1000]`.
+   */
+  double percent_can_retry;
+} valve_windowed_config;
+
+/*
+ Configuration of a `valve_concurrency_budget` (Envoy's retry budget).
+ */
+typedef struct valve_concurrency_budget_config {
+  /*
+   Percent of the requests in flight that may be retries, in `[0, 100]`.
+   */
+  double budget_percent;
+  /*
+   Retries allowed in flight however few requests are.
+   */
+  uint32_t min_retry_concurrency;
+} valve_concurrency_budget_config;
 
 /*
  Configuration of the FIXED algorithm.
@@ -783,6 +1105,390 @@ const char *valve_version(void);
  `VALVE_VERSION_NUMBER` to detect a header/library mismatch. Thread-safe.
  */
 uint32_t valve_version_number(void);
+
+/*
+ Doubling from `initial_ns` up to `max_ns` with `jitter` (a `valve_jitter`; checked by
+ `valve_backoff_new`), retry-after ignored. Thread-safe.
+ */
+struct valve_backoff_config valve_backoff_config_exponential(uint64_t initial_ns,
+                                                             uint64_t max_ns,
+                                                             uint32_t jitter);
+
+/*
+ gRPC A6: `min(initial * multiplier^(n-1), max) * U(0.8, 1.2)`; pushback sets the next
+ delay exactly. Thread-safe.
+ */
+struct valve_backoff_config valve_backoff_config_grpc(uint64_t initial_ns,
+                                                      uint64_t max_ns,
+                                                      double multiplier);
+
+/*
+ AWS legacy (botocore): `U[0, min(1 s * 2^(n-1), 20 s))`. Thread-safe.
+ */
+struct valve_backoff_config valve_backoff_config_aws_legacy(void);
+
+/*
+ AWS 2026: full jitter from 50 ms (1 s when `throttling`) up to 20 s, retry-after honoured
+ within 5 s. Thread-safe.
+ */
+struct valve_backoff_config valve_backoff_config_aws_2026(bool throttling);
+
+/*
+ aws-c-io: full jitter, 500 ms scale, 20 s cap. Thread-safe.
+ */
+struct valve_backoff_config valve_backoff_config_aws_c_io(void);
+
+/*
+ Creates a backoff sequence from `config`, its jitter drawn from a generator seeded with
+ `seed` (equal seeds give equal sequences). Answers `VALVE_OK`, `VALVE_INVALID_ARGUMENT`
+ (unknown enumeration value or a config `Backoff` refuses) or `VALVE_NULL_POINTER`; on
+ failure `*out` is NULL. Thread-safe.
+
+ # Safety
+
+ `config` must be NULL or readable; `out` NULL or writable for one pointer.
+ */
+valve_status valve_backoff_new(const struct valve_backoff_config *config,
+                               uint64_t seed,
+                               struct valve_backoff **out);
+
+/*
+ Frees a backoff; NULL is a no-op.
+
+ # Safety
+
+ `backoff` must be NULL or a live handle, unused by any other call now or later.
+ */
+void valve_backoff_free(struct valve_backoff *backoff);
+
+/*
+ The next retry's delay, ns, into `*out_ns`. `retry_after_ns` is the server's retry-after,
+ or `UINT64_MAX` when it sent none. Answers `VALVE_OK` or `VALVE_NULL_POINTER` (nothing
+ advances). Not thread-safe: one thread at a time per backoff.
+
+ # Safety
+
+ `backoff` must be NULL or a live handle no other thread uses during the call; `out_ns`
+ NULL or writable.
+ */
+valve_status valve_backoff_next_delay_ns(struct valve_backoff *backoff,
+                                         uint64_t retry_after_ns,
+                                         uint64_t *out_ns);
+
+/*
+ Starts the sequence again from `initial_ns` (after a success). Answers `VALVE_OK` or
+ `VALVE_NULL_POINTER`. Not thread-safe: one thread at a time per backoff.
+
+ # Safety
+
+ As `valve_backoff_next_delay_ns`.
+ */
+valve_status valve_backoff_reset(struct valve_backoff *backoff);
+
+/*
+ AWS standard retry quota, legacy costs (botocore, aws-sdk-go-v2): 500 tokens, a retry costs
+ 5 (10 after a timeout), a first-attempt success gives 1, a success after a retry refunds
+ its cost. Thread-safe.
+ */
+struct valve_token_quota_config valve_token_quota_config_aws_standard_legacy(void);
+
+/*
+ AWS standard retry quota with the 2026 costs (`AWS_NEW_RETRIES_2026`). Thread-safe.
+ */
+struct valve_token_quota_config valve_token_quota_config_aws_standard_2026(void);
+
+/*
+ aws-c-io's standard retry strategy quota (refused only at 0). Thread-safe.
+ */
+struct valve_token_quota_config valve_token_quota_config_aws_c_io(void);
+
+/*
+ gRPC A6 retry throttling in milli-tokens: `max_tokens` in `(0, 1000]`, `token_ratio > 0`
+ (digits beyond the third decimal ignored). Writes the config to `*out`; answers `VALVE_OK`,
+ `VALVE_INVALID_ARGUMENT` (out untouched) or `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `out` must be NULL or writable.
+ */
+valve_status valve_token_quota_config_grpc_a6(double max_tokens,
+                                              double token_ratio,
+                                              struct valve_token_quota_config *out);
+
+/*
+ Creates a token quota from `config` into `*out`. Answers `VALVE_OK`,
+ `VALVE_INVALID_ARGUMENT` (unknown rule, or a config `TokenQuota::new` refuses) or
+ `VALVE_NULL_POINTER`; on failure `*out` is NULL. Thread-safe.
+
+ # Safety
+
+ `config` must be NULL or readable; `out` NULL or writable for one pointer.
+ */
+valve_status valve_token_quota_new(const struct valve_token_quota_config *config,
+                                   struct valve_token_quota **out);
+
+/*
+ Frees a token quota; NULL is a no-op. Not thread-safe: nothing else may use it.
+
+ # Safety
+
+ `quota` must be NULL or a live handle, unused by any other call now or later.
+ */
+void valve_token_quota_free(struct valve_token_quota *quota);
+
+/*
+ A call failed with an error of `class` (a `valve_cost_class`): may it be retried?
+
+ gRPC rule: call it on every qualified failure, the last attempt's included (the failure is
+ charged either way). AWS rules: call it only when a retry would otherwise be sent. Answers
+ `VALVE_OK` with the tokens taken in `*out` (give them to `valve_token_quota_on_success` if
+ the retry succeeds); `VALVE_BUDGET_EXHAUSTED` when the client's own quota refuses (`*out`
+ holds 0 tokens; do not retry); `VALVE_INVALID_ARGUMENT` for an unknown class and
+ `VALVE_NULL_POINTER`, both changing nothing. Thread-safe.
+
+ # Safety
+
+ `quota` must be NULL or a live handle; `out` NULL or writable.
+ */
+valve_status valve_token_quota_try_retry(const struct valve_token_quota *quota,
+                                         uint32_t class_,
+                                         struct valve_quota_withdrawal *out);
+
+/*
+ May a hedged attempt go now? Takes nothing. Answers `VALVE_OK`, `VALVE_BUDGET_EXHAUSTED`
+ (counted as denied) or `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `quota` must be NULL or a live handle.
+ */
+valve_status valve_token_quota_may_hedge(const struct valve_token_quota *quota);
+
+/*
+ A call succeeded. `retry` is the withdrawal of the retry that produced the success, or
+ NULL for a first attempt. With `refund_on_success` its tokens come back, else
+ `success_credit` does. The withdrawal is consumed: its `tokens` become 0, so passing it
+ again refunds nothing. Answers `VALVE_OK` or `VALVE_NULL_POINTER` (NULL `quota`).
+ Thread-safe for the quota; a withdrawal must not be passed by two threads at once.
+
+ # Safety
+
+ `quota` must be NULL or a live handle; `retry` NULL or writable.
+ */
+valve_status valve_token_quota_on_success(const struct valve_token_quota *quota,
+                                          struct valve_quota_withdrawal *retry);
+
+/*
+ Tokens available now, in the quota's units (milli-tokens for gRPC); 0 for NULL.
+ Thread-safe.
+
+ # Safety
+
+ `quota` must be NULL or a live handle.
+ */
+uint32_t valve_token_quota_balance(const struct valve_token_quota *quota);
+
+/*
+ Reads the quota's balance and counters into `*out`. Answers `VALVE_OK` or
+ `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `quota` must be NULL or a live handle; `out` NULL or writable.
+ */
+valve_status valve_token_quota_snapshot(const struct valve_token_quota *quota,
+                                        struct valve_budget_snapshot *out);
+
+/*
+ Finagle's `RetryBudget()` default (also tower's): ttl 10 s, 10 retries per second, 20 %.
+ Thread-safe.
+ */
+struct valve_windowed_config valve_windowed_config_finagle(void);
+
+/*
+ Creates a windowed budget from `config` into `*out`, reading a monotonic clock whose origin
+ is now. Answers `VALVE_OK`, `VALVE_INVALID_ARGUMENT` or `VALVE_NULL_POINTER`; on failure
+ `*out` is NULL. Thread-safe.
+
+ # Safety
+
+ `config` must be NULL or readable; `out` NULL or writable for one pointer.
+ */
+valve_status valve_windowed_budget_new(const struct valve_windowed_config *config,
+                                       struct valve_windowed_budget **out);
+
+/*
+ Frees a windowed budget; NULL is a no-op. Not thread-safe: nothing else may use it.
+
+ # Safety
+
+ `budget` must be NULL or a live handle, unused by any other call now or later.
+ */
+void valve_windowed_budget_free(struct valve_windowed_budget *budget);
+
+/*
+ A request was sent (first attempts only): deposits its share of retries, reading the
+ budget's clock. Answers `VALVE_OK` or `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `budget` must be NULL or a live handle.
+ */
+valve_status valve_windowed_budget_deposit(const struct valve_windowed_budget *budget);
+
+/*
+ As `valve_windowed_budget_deposit` at `now_ns` (the budget's timeline: ns since its
+ creation). Thread-safe.
+
+ # Safety
+
+ `budget` must be NULL or a live handle.
+ */
+valve_status valve_windowed_budget_deposit_at(const struct valve_windowed_budget *budget,
+                                              uint64_t now_ns);
+
+/*
+ May a retry go now? Withdraws one retry if so, reading the budget's clock. Answers
+ `VALVE_OK`, `VALVE_BUDGET_EXHAUSTED` (the client's own budget refused: do not retry) or
+ `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `budget` must be NULL or a live handle.
+ */
+valve_status valve_windowed_budget_try_withdraw(const struct valve_windowed_budget *budget);
+
+/*
+ As `valve_windowed_budget_try_withdraw` at `now_ns`. Thread-safe.
+
+ # Safety
+
+ `budget` must be NULL or a live handle.
+ */
+valve_status valve_windowed_budget_try_withdraw_at(const struct valve_windowed_budget *budget,
+                                                   uint64_t now_ns);
+
+/*
+ Retries the budget would allow now (Finagle's `balance`: reserve plus live deposits minus
+ live withdrawals, divided by one withdrawal, truncated; negative while withdrawals outlive
+ their deposits), reading the budget's clock; 0 for NULL. Thread-safe.
+
+ # Safety
+
+ `budget` must be NULL or a live handle.
+ */
+int64_t valve_windowed_budget_balance(const struct valve_windowed_budget *budget);
+
+/*
+ As `valve_windowed_budget_balance` at `now_ns`. Thread-safe.
+
+ # Safety
+
+ `budget` must be NULL or a live handle.
+ */
+int64_t valve_windowed_budget_balance_at(const struct valve_windowed_budget *budget,
+                                         uint64_t now_ns);
+
+/*
+ Reads the budget's balance and counters into `*out`, reading its clock. Answers `VALVE_OK`
+ or `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `budget` must be NULL or a live handle; `out` NULL or writable.
+ */
+valve_status valve_windowed_budget_snapshot(const struct valve_windowed_budget *budget,
+                                            struct valve_budget_snapshot *out);
+
+/*
+ As `valve_windowed_budget_snapshot` at `now_ns`. Thread-safe.
+
+ # Safety
+
+ As `valve_windowed_budget_snapshot`.
+ */
+valve_status valve_windowed_budget_snapshot_at(const struct valve_windowed_budget *budget,
+                                               uint64_t now_ns,
+                                               struct valve_budget_snapshot *out);
+
+/*
+ Envoy's defaults: 20 % of active plus pending requests, at least 3 retries. Thread-safe.
+ */
+struct valve_concurrency_budget_config valve_concurrency_budget_config_envoy(void);
+
+/*
+ Creates a concurrency budget from `config` into `*out`. Answers `VALVE_OK`,
+ `VALVE_INVALID_ARGUMENT` (`budget_percent` outside `[0, 100]` or NaN) or
+ `VALVE_NULL_POINTER`; on failure `*out` is NULL. Thread-safe.
+
+ # Safety
+
+ `config` must be NULL or readable; `out` NULL or writable for one pointer.
+ */
+valve_status valve_concurrency_budget_new(const struct valve_concurrency_budget_config *config,
+                                          struct valve_concurrency_budget **out);
+
+/*
+ Frees a concurrency budget; NULL is a no-op. Not thread-safe: nothing else may use it.
+
+ # Safety
+
+ `budget` must be NULL or a live handle, unused by any other call now or later.
+ */
+void valve_concurrency_budget_free(struct valve_concurrency_budget *budget);
+
+/*
+ A request (first attempt or retry) became active or pending. Answers `VALVE_OK` or
+ `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `budget` must be NULL or a live handle.
+ */
+valve_status valve_concurrency_budget_request_started(const struct valve_concurrency_budget *budget);
+
+/*
+ A request finished. Answers `VALVE_OK`, `VALVE_STALE_PERMIT` (none was outstanding:
+ nothing changes) or `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `budget` must be NULL or a live handle.
+ */
+valve_status valve_concurrency_budget_request_finished(const struct valve_concurrency_budget *budget);
+
+/*
+ May a retry start now? If `VALVE_OK`, it holds a retry slot until
+ `valve_concurrency_budget_retry_finished`. `VALVE_BUDGET_EXHAUSTED`: the client's own budget
+ refused (retries in flight reached `max(outstanding * percent, min)`); do not retry.
+ Thread-safe.
+
+ # Safety
+
+ `budget` must be NULL or a live handle.
+ */
+valve_status valve_concurrency_budget_try_start_retry(const struct valve_concurrency_budget *budget);
+
+/*
+ A retry that `try_start_retry` allowed finished. Answers `VALVE_OK`, `VALVE_STALE_PERMIT`
+ (no retry was in flight: nothing changes) or `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `budget` must be NULL or a live handle.
+ */
+valve_status valve_concurrency_budget_retry_finished(const struct valve_concurrency_budget *budget);
+
+/*
+ Reads the budget's free retry slots, maximum and counters into `*out`. Answers `VALVE_OK`
+ or `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `budget` must be NULL or a live handle; `out` NULL or writable.
+ */
+valve_status valve_concurrency_budget_snapshot(const struct valve_concurrency_budget *budget,
+                                               struct valve_budget_snapshot *out);
 
 /*
  valve's AIMD defaults: initial 20, limits `[1, 1000]`, backoff 0.9, step 1, utilisation 0.5,

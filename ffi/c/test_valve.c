@@ -225,6 +225,259 @@ static void test_blocking_waits(void) {
     valve_limiter_free(limiter);
 }
 
+static void test_token_quota(void) {
+    valve_token_quota_config config = valve_token_quota_config_aws_standard_legacy();
+    CHECK(config.capacity == 500 && config.rule == VALVE_QUOTA_COST_AVAILABLE);
+    CHECK(config.costs.transient == 5 && config.costs.timeout == 10 && config.refund_on_success);
+    valve_token_quota *quota = (valve_token_quota *)&quota;
+    valve_quota_withdrawal w = {.tokens = 77};
+    valve_budget_snapshot snap;
+
+    CHECK_STATUS(valve_token_quota_new(NULL, &quota), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_token_quota_new(&config, NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_token_quota_new(&config, &quota), VALVE_OK);
+    CHECK_STATUS(valve_token_quota_try_retry(quota, VALVE_COST_TIMEOUT, &w), VALVE_OK);
+    CHECK(w.tokens == 10 && valve_token_quota_balance(quota) == 490);
+    CHECK_STATUS(valve_token_quota_on_success(quota, &w), VALVE_OK);
+    CHECK(w.tokens == 0 && valve_token_quota_balance(quota) == 500);
+    /* A consumed withdrawal refunds nothing; a first attempt's success credits 1 (capped). */
+    CHECK_STATUS(valve_token_quota_try_retry(quota, VALVE_COST_TRANSIENT, &w), VALVE_OK);
+    valve_quota_withdrawal copy = w;
+    CHECK_STATUS(valve_token_quota_on_success(quota, &w), VALVE_OK);
+    CHECK_STATUS(valve_token_quota_on_success(quota, &w), VALVE_OK);
+    CHECK(valve_token_quota_balance(quota) == 500 && copy.tokens == 5);
+    CHECK_STATUS(valve_token_quota_on_success(quota, NULL), VALVE_OK);
+    /* Hostile input changes nothing. */
+    CHECK_STATUS(valve_token_quota_try_retry(quota, 3, &w), VALVE_INVALID_ARGUMENT);
+    CHECK_STATUS(valve_token_quota_try_retry(quota, 0xffffffffu, &w), VALVE_INVALID_ARGUMENT);
+    CHECK_STATUS(valve_token_quota_try_retry(quota, VALVE_COST_TRANSIENT, NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_token_quota_try_retry(NULL, VALVE_COST_TRANSIENT, &w), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_token_quota_on_success(NULL, &w), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_token_quota_may_hedge(NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_token_quota_snapshot(quota, NULL), VALVE_NULL_POINTER);
+    CHECK(valve_token_quota_balance(NULL) == 0);
+    CHECK(valve_token_quota_balance(quota) == 500);
+    /* Drained: the client's own budget refuses. */
+    unsigned granted = 0;
+    while (valve_token_quota_try_retry(quota, VALVE_COST_TRANSIENT, &w) == VALVE_OK) {
+        granted++;
+    }
+    CHECK(granted == 100 && w.tokens == 0);
+    CHECK_STATUS(valve_token_quota_try_retry(quota, VALVE_COST_TRANSIENT, &w),
+                 VALVE_BUDGET_EXHAUSTED);
+    CHECK_STATUS(valve_token_quota_may_hedge(quota), VALVE_BUDGET_EXHAUSTED);
+    CHECK_STATUS(valve_token_quota_snapshot(quota, &snap), VALVE_OK);
+    CHECK(snap.balance == 0 && snap.capacity == 500 && snap.denied == 3);
+    CHECK(strcmp(valve_status_name(VALVE_BUDGET_EXHAUSTED), "VALVE_BUDGET_EXHAUSTED") == 0);
+    valve_token_quota_free(quota);
+    valve_token_quota_free(NULL);
+
+    /* gRPC A6: 10 tokens (10000 milli), ratio 0.1; a failure costs 1000, threshold 5000. */
+    CHECK_STATUS(valve_token_quota_config_grpc_a6(10.0, 0.1, &config), VALVE_OK);
+    CHECK(config.capacity == 10000 && config.threshold == 5000 && config.success_credit == 100);
+    CHECK(config.rule == VALVE_QUOTA_ABOVE_THRESHOLD);
+    quota = NULL;
+    CHECK_STATUS(valve_token_quota_new(&config, &quota), VALVE_OK);
+    for (int i = 0; i < 4; i++) {
+        CHECK_STATUS(valve_token_quota_try_retry(quota, VALVE_COST_TRANSIENT, &w), VALVE_OK);
+    }
+    CHECK_STATUS(valve_token_quota_try_retry(quota, VALVE_COST_TRANSIENT, &w),
+                 VALVE_BUDGET_EXHAUSTED);
+    CHECK(valve_token_quota_balance(quota) == 5000);
+    valve_token_quota_free(quota);
+    CHECK_STATUS(valve_token_quota_config_grpc_a6(0.0, 0.1, &config), VALVE_INVALID_ARGUMENT);
+    CHECK_STATUS(valve_token_quota_config_grpc_a6(10.0, -1.0, &config), VALVE_INVALID_ARGUMENT);
+    CHECK_STATUS(valve_token_quota_config_grpc_a6(10.0, 0.1, NULL), VALVE_NULL_POINTER);
+
+    valve_token_quota_config bad[5] = {
+        valve_token_quota_config_aws_standard_2026(), valve_token_quota_config_aws_c_io(),
+        valve_token_quota_config_aws_standard_legacy(), valve_token_quota_config_aws_c_io(),
+        valve_token_quota_config_aws_standard_legacy()};
+    for (size_t i = 0; i < 5; i++) {
+        quota = NULL;
+        CHECK_STATUS(valve_token_quota_new(&bad[i], &quota), VALVE_OK);
+        valve_token_quota_free(quota);
+    }
+    bad[0].rule = 0;
+    bad[1].rule = 4;
+    bad[2].capacity = 0;
+    bad[3].initial = bad[3].capacity + 1;
+    bad[4].costs.timeout = 0;
+    for (size_t i = 0; i < 5; i++) {
+        quota = (valve_token_quota *)&quota;
+        CHECK_STATUS(valve_token_quota_new(&bad[i], &quota), VALVE_INVALID_ARGUMENT);
+        CHECK(quota == NULL);
+    }
+}
+
+static void test_windowed_budget(void) {
+    valve_windowed_config config = valve_windowed_config_finagle();
+    CHECK(config.ttl_ns == 10000000000ull && config.min_retries_per_sec == 10);
+    CHECK(config.percent_can_retry == 0.2);
+    valve_windowed_budget *budget = NULL;
+    valve_budget_snapshot snap;
+    CHECK_STATUS(valve_windowed_budget_new(&config, &budget), VALVE_OK);
+    const uint64_t t = 1000000000ull;
+    int64_t reserve = valve_windowed_budget_balance_at(budget, t);
+    CHECK(reserve == 100); /* 10 per second over a 10 s ttl */
+    for (int i = 0; i < 50; i++) {
+        CHECK_STATUS(valve_windowed_budget_deposit_at(budget, t), VALVE_OK);
+    }
+    CHECK(valve_windowed_budget_balance_at(budget, t) == reserve + 10);
+    int64_t granted = 0;
+    while (valve_windowed_budget_try_withdraw_at(budget, t) == VALVE_OK) {
+        granted++;
+    }
+    CHECK(granted == reserve + 10);
+    CHECK_STATUS(valve_windowed_budget_try_withdraw_at(budget, t), VALVE_BUDGET_EXHAUSTED);
+    CHECK_STATUS(valve_windowed_budget_snapshot_at(budget, t, &snap), VALVE_OK);
+    CHECK(snap.allowed == (uint64_t)granted && snap.denied == 2);
+    /* After the ttl, withdrawals and deposits expire: the reserve is back. */
+    CHECK(valve_windowed_budget_balance_at(budget, t + 2 * config.ttl_ns) == reserve);
+    /* The clock-reading forms work on the budget's own timeline. */
+    CHECK_STATUS(valve_windowed_budget_deposit(budget), VALVE_OK);
+    CHECK_STATUS(valve_windowed_budget_snapshot(budget, &snap), VALVE_OK);
+    CHECK(valve_windowed_budget_balance(budget) >= 0);
+    CHECK_STATUS(valve_windowed_budget_try_withdraw(budget), VALVE_OK);
+
+    CHECK_STATUS(valve_windowed_budget_deposit(NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_windowed_budget_deposit_at(NULL, t), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_windowed_budget_try_withdraw(NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_windowed_budget_try_withdraw_at(NULL, t), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_windowed_budget_snapshot(budget, NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_windowed_budget_snapshot_at(NULL, t, &snap), VALVE_NULL_POINTER);
+    CHECK(valve_windowed_budget_balance(NULL) == 0 && valve_windowed_budget_balance_at(NULL, t) == 0);
+    valve_windowed_budget_free(budget);
+    valve_windowed_budget_free(NULL);
+
+    valve_windowed_config bad[3] = {config, config, config};
+    bad[0].ttl_ns = 999999999ull;
+    bad[1].ttl_ns = 60000000001ull;
+    bad[2].percent_can_retry = 0.0 / 0.0;
+    for (size_t i = 0; i < 3; i++) {
+        budget = (valve_windowed_budget *)&budget;
+        CHECK_STATUS(valve_windowed_budget_new(&bad[i], &budget), VALVE_INVALID_ARGUMENT);
+        CHECK(budget == NULL);
+    }
+    CHECK_STATUS(valve_windowed_budget_new(NULL, &budget), VALVE_NULL_POINTER);
+}
+
+static void test_concurrency_budget(void) {
+    valve_concurrency_budget_config config = valve_concurrency_budget_config_envoy();
+    CHECK(config.budget_percent == 20.0 && config.min_retry_concurrency == 3);
+    valve_concurrency_budget *budget = NULL;
+    valve_budget_snapshot snap;
+    CHECK_STATUS(valve_concurrency_budget_new(&config, &budget), VALVE_OK);
+    for (int i = 0; i < 20; i++) {
+        CHECK_STATUS(valve_concurrency_budget_request_started(budget), VALVE_OK);
+    }
+    for (int i = 0; i < 4; i++) { /* 20 % of 20 */
+        CHECK_STATUS(valve_concurrency_budget_try_start_retry(budget), VALVE_OK);
+    }
+    CHECK_STATUS(valve_concurrency_budget_try_start_retry(budget), VALVE_BUDGET_EXHAUSTED);
+    CHECK_STATUS(valve_concurrency_budget_snapshot(budget, &snap), VALVE_OK);
+    CHECK(snap.outstanding == 20 && snap.retries_in_flight == 4 && snap.capacity == 4);
+    CHECK(snap.balance == 0 && snap.allowed == 4 && snap.denied == 1);
+    for (int i = 0; i < 4; i++) {
+        CHECK_STATUS(valve_concurrency_budget_retry_finished(budget), VALVE_OK);
+    }
+    CHECK_STATUS(valve_concurrency_budget_retry_finished(budget), VALVE_STALE_PERMIT);
+    for (int i = 0; i < 20; i++) {
+        CHECK_STATUS(valve_concurrency_budget_request_finished(budget), VALVE_OK);
+    }
+    CHECK_STATUS(valve_concurrency_budget_request_finished(budget), VALVE_STALE_PERMIT);
+    CHECK_STATUS(valve_concurrency_budget_snapshot(budget, &snap), VALVE_OK);
+    CHECK(snap.outstanding == 0 && snap.retries_in_flight == 0);
+
+    CHECK_STATUS(valve_concurrency_budget_request_started(NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_concurrency_budget_request_finished(NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_concurrency_budget_try_start_retry(NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_concurrency_budget_retry_finished(NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_concurrency_budget_snapshot(budget, NULL), VALVE_NULL_POINTER);
+    valve_concurrency_budget_free(budget);
+    valve_concurrency_budget_free(NULL);
+
+    double bad[] = {-1.0, 100.5, 0.0 / 0.0};
+    for (size_t i = 0; i < 3; i++) {
+        config.budget_percent = bad[i];
+        budget = (valve_concurrency_budget *)&budget;
+        CHECK_STATUS(valve_concurrency_budget_new(&config, &budget), VALVE_INVALID_ARGUMENT);
+        CHECK(budget == NULL);
+    }
+    CHECK_STATUS(valve_concurrency_budget_new(NULL, &budget), VALVE_NULL_POINTER);
+}
+
+static void test_backoff(void) {
+    valve_backoff_config config = valve_backoff_config_exponential(10, 80, VALVE_JITTER_NONE);
+    valve_backoff *backoff = NULL;
+    uint64_t delay = 0;
+    CHECK_STATUS(valve_backoff_new(&config, 1, &backoff), VALVE_OK);
+    uint64_t expected[] = {10, 20, 40, 80, 80};
+    for (size_t i = 0; i < 5; i++) {
+        CHECK_STATUS(valve_backoff_next_delay_ns(backoff, UINT64_MAX, &delay), VALVE_OK);
+        CHECK(delay == expected[i]);
+    }
+    CHECK_STATUS(valve_backoff_reset(backoff), VALVE_OK);
+    CHECK_STATUS(valve_backoff_next_delay_ns(backoff, UINT64_MAX, &delay), VALVE_OK);
+    CHECK(delay == 10);
+    CHECK_STATUS(valve_backoff_next_delay_ns(backoff, UINT64_MAX, NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_backoff_next_delay_ns(NULL, UINT64_MAX, &delay), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_backoff_reset(NULL), VALVE_NULL_POINTER);
+    valve_backoff_free(backoff);
+    valve_backoff_free(NULL);
+
+    /* Full jitter stays below the exponential step; equal seeds give equal sequences. */
+    config = valve_backoff_config_aws_legacy();
+    CHECK(config.jitter == VALVE_JITTER_FULL && config.max_ns == 20000000000ull);
+    valve_backoff *a = NULL, *b = NULL;
+    CHECK_STATUS(valve_backoff_new(&config, 42, &a), VALVE_OK);
+    CHECK_STATUS(valve_backoff_new(&config, 42, &b), VALVE_OK);
+    uint64_t step = config.initial_ns;
+    for (int i = 0; i < 8; i++) {
+        uint64_t da = 0, db = 0;
+        CHECK_STATUS(valve_backoff_next_delay_ns(a, UINT64_MAX, &da), VALVE_OK);
+        CHECK_STATUS(valve_backoff_next_delay_ns(b, UINT64_MAX, &db), VALVE_OK);
+        CHECK(da == db && da < step);
+        step = step * 2 > config.max_ns ? config.max_ns : step * 2;
+    }
+    valve_backoff_free(a);
+    valve_backoff_free(b);
+
+    /* gRPC pushback is exact; AWS 2026 keeps a retry-after within 5 s of the computed delay. */
+    config = valve_backoff_config_grpc(100000000ull, 1000000000ull, 1.6);
+    CHECK(config.jitter == VALVE_JITTER_GRPC && config.retry_after == VALVE_RETRY_AFTER_EXACT);
+    CHECK_STATUS(valve_backoff_new(&config, 7, &backoff), VALVE_OK);
+    CHECK_STATUS(valve_backoff_next_delay_ns(backoff, 12345, &delay), VALVE_OK);
+    CHECK(delay == 12345);
+    valve_backoff_free(backoff);
+    config = valve_backoff_config_aws_2026(false);
+    CHECK(config.initial_ns == 50000000ull && config.retry_after == VALVE_RETRY_AFTER_WITHIN_EXTRA);
+    CHECK(valve_backoff_config_aws_2026(true).initial_ns == 1000000000ull);
+    CHECK_STATUS(valve_backoff_new(&config, 7, &backoff), VALVE_OK);
+    CHECK_STATUS(valve_backoff_next_delay_ns(backoff, 60000000000ull, &delay), VALVE_OK);
+    CHECK(delay <= 5050000000ull);
+    valve_backoff_free(backoff);
+    CHECK(valve_backoff_config_aws_c_io().initial_ns == 500000000ull);
+
+    valve_backoff_config bad[6];
+    for (size_t i = 0; i < 6; i++) {
+        bad[i] = valve_backoff_config_aws_c_io();
+    }
+    bad[0].jitter = 5;
+    bad[1].retry_after = 0xffffffffu;
+    bad[2].initial_ns = 0;
+    bad[3].max_ns = bad[3].initial_ns - 1;
+    bad[4].multiplier = 0.0;
+    bad[5].multiplier = 0.0 / 0.0;
+    for (size_t i = 0; i < 6; i++) {
+        backoff = (valve_backoff *)&backoff;
+        CHECK_STATUS(valve_backoff_new(&bad[i], 0, &backoff), VALVE_INVALID_ARGUMENT);
+        CHECK(backoff == NULL);
+    }
+    CHECK_STATUS(valve_backoff_new(NULL, 0, &backoff), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_backoff_new(&config, 0, NULL), VALVE_NULL_POINTER);
+}
+
 static void test_null_pointers(void) {
     valve_limiter_config config = valve_limiter_config_fixed(1);
     valve_limiter *limiter = new_limiter(&config);
@@ -490,6 +743,10 @@ int main(void) {
     test_invalid_configs();
     test_algorithm_presets();
     test_blocking_waits();
+    test_token_quota();
+    test_windowed_budget();
+    test_concurrency_budget();
+    test_backoff();
     test_null_pointers();
     test_acquire_release();
     test_hostile_releases();
