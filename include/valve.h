@@ -87,6 +87,127 @@ typedef uint32_t valve_status;
 #endif // __cplusplus
 
 /*
+ A breaker's states, as `valve_breaker_get_state` and `valve_breaker_snapshot.state` report
+ them and `valve_breaker_transition_to` takes them.
+ */
+enum valve_breaker_state
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   Calls go through; results feed the trip policies.
+   */
+  VALVE_BREAKER_CLOSED = 0,
+  /*
+   Calls are refused until the open duration has passed.
+   */
+  VALVE_BREAKER_OPEN = 1,
+  /*
+   A limited number of probe calls go through.
+   */
+  VALVE_BREAKER_HALF_OPEN = 2,
+  /*
+   Calls go through and nothing is recorded (manual).
+   */
+  VALVE_BREAKER_DISABLED = 3,
+  /*
+   Calls are refused until a manual transition.
+   */
+  VALVE_BREAKER_FORCED_OPEN = 4,
+  /*
+   Calls go through and are recorded, but the breaker never trips (manual).
+   */
+  VALVE_BREAKER_METRICS_ONLY = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum valve_breaker_state valve_breaker_state;
+#else
+typedef uint32_t valve_breaker_state;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ How a call made through a breaker ended, for `valve_breaker_record`.
+ */
+enum valve_breaker_outcome
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   The dependency answered well.
+   */
+  VALVE_BREAKER_SUCCESS = 0,
+  /*
+   The dependency failed.
+   */
+  VALVE_BREAKER_FAILURE = 1,
+  /*
+   No signal (cancelled, bad request): gives a half-open probe its place back.
+   */
+  VALVE_BREAKER_IGNORED = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum valve_breaker_outcome valve_breaker_outcome;
+#else
+typedef uint32_t valve_breaker_outcome;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ The window the rates are computed over, for `valve_breaker_config.window_kind`.
+ */
+enum valve_breaker_window
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   The last `window_calls` calls.
+   */
+  VALVE_BREAKER_WINDOW_COUNT = 0,
+  /*
+   The last `window_buckets` buckets of `window_bucket_ns` each.
+   */
+  VALVE_BREAKER_WINDOW_TIME = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum valve_breaker_window valve_breaker_window;
+#else
+typedef uint32_t valve_breaker_window;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ What closes a half-open breaker, for `valve_breaker_config.half_open_close_rule`.
+ */
+enum valve_breaker_close_rule
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   Close after `half_open_close_count` probe successes; the first failure reopens.
+   */
+  VALVE_BREAKER_CLOSE_CONSECUTIVE_SUCCESSES = 0,
+  /*
+   Decide once `half_open_close_count` probes reported, by the rates (resilience4j).
+   */
+  VALVE_BREAKER_CLOSE_RATE = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum valve_breaker_close_rule valve_breaker_close_rule;
+#else
+typedef uint32_t valve_breaker_close_rule;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
  Limit algorithms, for `valve_limiter_config.algorithm`.
  */
 enum valve_algorithm
@@ -430,6 +551,13 @@ typedef uint32_t valve_queue_ordering;
 typedef struct valve_backoff valve_backoff;
 
 /*
+ A circuit breaker. Opaque; created by `valve_breaker_new`, freed by `valve_breaker_free`.
+ Every function taking a `const valve_breaker *` is thread-safe; only `_free` needs
+ exclusive access.
+ */
+typedef struct valve_breaker valve_breaker;
+
+/*
  A concurrency retry budget (Envoy): retries in flight limited to a share of the requests in
  flight. Opaque; thread-safe except `_free`.
  */
@@ -486,6 +614,227 @@ typedef struct valve_backoff_config {
    */
   uint64_t retry_after_max_extra_ns;
 } valve_backoff_config;
+
+/*
+ A circuit breaker's configuration (durations in ns). Fill it with a preset, then change
+ fields; `valve_breaker_new` validates it as `Breaker::new` does.
+ */
+typedef struct valve_breaker_config {
+  /*
+   Trip after this many failures in a row (`>=`); 0: off.
+   */
+  uint32_t consecutive_failures;
+  /*
+   Trip when failures / calls in the window reaches this ratio, in `(0, 1]`; 0: off.
+   */
+  double failure_rate;
+  /*
+   Trip when slow calls / calls reaches this ratio, in `(0, 1]`; 0: off.
+   */
+  double slow_call_rate;
+  /*
+   A call is slow when its duration is strictly above this; `UINT64_MAX`: none is.
+   */
+  uint64_t slow_call_duration_ns;
+  /*
+   One of `valve_breaker_window`.
+   */
+  uint32_t window_kind;
+  /*
+   COUNT: window size in calls, `1..=1048576`.
+   */
+  uint32_t window_calls;
+  /*
+   TIME: number of buckets, `1..=1024`.
+   */
+  uint32_t window_buckets;
+  /*
+   TIME: width of one bucket, ns, above 0.
+   */
+  uint64_t window_bucket_ns;
+  /*
+   Calls the window must hold before a rate can trip, at least 1.
+   */
+  uint32_t minimum_calls;
+  /*
+   0: rates checked after every call (resilience4j); 1: only after a failure or slow call
+   (Polly).
+   */
+  uint32_t rate_check;
+  /*
+   The first open duration, ns, above 0.
+   */
+  uint64_t open_base_ns;
+  /*
+   Growth of the open duration per consecutive open, at least 1.
+   */
+  double open_multiplier;
+  /*
+   The open duration's cap before jitter, ns, at least `open_base_ns`.
+   */
+  uint64_t open_max_ns;
+  /*
+   Fraction of the open duration jitter may take off, in `[0, 1]`.
+   */
+  double open_jitter;
+  /*
+   0: Open turns half-open once `now > deadline`; 1: once `now >= deadline`.
+   */
+  uint32_t open_boundary;
+  /*
+   Probes admitted per half-open episode.
+   */
+  uint32_t half_open_probes;
+  /*
+   Probes in flight at once, `1..=half_open_probes`.
+   */
+  uint32_t half_open_max_concurrent;
+  /*
+   One of `valve_breaker_close_rule`.
+   */
+  uint32_t half_open_close_rule;
+  /*
+   The successes (CONSECUTIVE_SUCCESSES) or results (RATE) the close rule needs.
+   */
+  uint32_t half_open_close_count;
+  /*
+   How long a half-open episode may last, ns; 0: forever.
+   */
+  uint64_t half_open_timeout_ns;
+  /*
+   The state a timed-out episode becomes: `VALVE_BREAKER_OPEN` or `VALVE_BREAKER_CLOSED`.
+   */
+  uint32_t half_open_on_timeout;
+} valve_breaker_config;
+
+/*
+ The right to make one call through a breaker, written by an acquire and consumed by
+ `valve_breaker_record`. A plain value in caller memory; nothing is allocated for it.
+ */
+typedef struct valve_breaker_permit {
+  /*
+   The id of the breaker that admitted it (never reused within a process).
+   */
+  uint64_t breaker_id;
+  /*
+   The state generation it was admitted in.
+   */
+  uint32_t generation;
+  /*
+   The `valve_breaker_state` it was admitted in.
+   */
+  uint32_t admitted_in;
+  /*
+   When it was admitted, ns on the breaker's timeline.
+   */
+  uint64_t start_ns;
+  /*
+   One of `valve_permit_state`.
+   */
+  uint32_t state;
+} valve_breaker_permit;
+
+/*
+ A breaker's state, counters and gauges, read without locks or allocation.
+
+ Fields are read separately, so under concurrent use they may come from slightly different
+ instants. When the breaker is quiescent the totals balance: every admitted call is counted
+ once in `successes + failures + ignored` (`slow` and `late` are subsets of those).
+ */
+typedef struct valve_breaker_snapshot {
+  /*
+   The state, as [`BreakerState`]'s code.
+   */
+  uint32_t state;
+  /*
+   The state's generation.
+   */
+  uint32_t generation;
+  /*
+   Probes admitted in this half-open episode (0 in other states).
+   */
+  uint32_t half_open_issued;
+  /*
+   Probes in flight in this half-open episode.
+   */
+  uint32_t half_open_in_flight;
+  /*
+   The next lazy transition's earliest time; `u64::MAX` when none is scheduled.
+   */
+  uint64_t next_transition_at;
+  /*
+   Failures in a row recorded in Closed.
+   */
+  uint64_t consecutive_failures;
+  /*
+   Opens since the breaker last closed (the backoff's attempt count).
+   */
+  uint64_t consecutive_opens;
+  /*
+   Calls in the rate window.
+   */
+  uint64_t window_calls;
+  /*
+   Failures in the rate window.
+   */
+  uint64_t window_failures;
+  /*
+   Slow calls in the rate window.
+   */
+  uint64_t window_slow;
+  /*
+   Calls reported as success (slow ones included).
+   */
+  uint64_t successes;
+  /*
+   Calls reported as failure (slow ones included).
+   */
+  uint64_t failures;
+  /*
+   Successes and failures that were slow.
+   */
+  uint64_t slow;
+  /*
+   Calls reported as ignored, or dropped unreported.
+   */
+  uint64_t ignored;
+  /*
+   Results that arrived after the state they were admitted in had ended.
+   */
+  uint64_t late;
+  /*
+   Calls refused while Open or ForcedOpen.
+   */
+  uint64_t rejected_open;
+  /*
+   Calls refused while HalfOpen (quota or concurrency cap reached).
+   */
+  uint64_t rejected_half_open;
+  /*
+   Transitions into Closed (resets included).
+   */
+  uint64_t to_closed;
+  /*
+   Transitions into Open.
+   */
+  uint64_t to_open;
+  /*
+   Transitions into HalfOpen.
+   */
+  uint64_t to_half_open;
+  /*
+   Transitions into Disabled.
+   */
+  uint64_t to_disabled;
+  /*
+   Transitions into ForcedOpen.
+   */
+  uint64_t to_forced_open;
+  /*
+   Transitions into MetricsOnly.
+   */
+  uint64_t to_metrics_only;
+} valve_breaker_snapshot;
 
 /*
  The cost of a retry for each [`CostClass`], in the quota's units.
@@ -1186,6 +1535,216 @@ valve_status valve_backoff_next_delay_ns(struct valve_backoff *backoff,
 valve_status valve_backoff_reset(struct valve_backoff *backoff);
 
 /*
+ valve's defaults: 50 % failures over a 10 s window (at least 20 calls) or 5 in a row; open
+ 5 s backing off to 60 s with 20 % jitter; 3 probes one at a time; 30 s half-open timeout.
+ Thread-safe.
+ */
+struct valve_breaker_config valve_breaker_config_default(void);
+
+/*
+ resilience4j's `CircuitBreakerConfig` defaults. Thread-safe.
+ */
+struct valve_breaker_config valve_breaker_config_resilience4j(void);
+
+/*
+ gobreaker's defaults. Thread-safe.
+ */
+struct valve_breaker_config valve_breaker_config_gobreaker(void);
+
+/*
+ Polly's `CircuitBreakerStrategyOptions` defaults. Thread-safe.
+ */
+struct valve_breaker_config valve_breaker_config_polly(void);
+
+/*
+ Hystrix's defaults. Thread-safe.
+ */
+struct valve_breaker_config valve_breaker_config_hystrix(void);
+
+/*
+ Creates a breaker from `config` into `*out`, reading a monotonic clock whose origin is now.
+ Answers `VALVE_OK`, `VALVE_INVALID_ARGUMENT` (an unknown enumeration value or a config
+ `Breaker::new` refuses) or `VALVE_NULL_POINTER`; on failure `*out` is NULL. Thread-safe.
+
+ # Safety
+
+ `config` must be NULL or readable; `out` NULL or writable for one pointer.
+ */
+valve_status valve_breaker_new(const struct valve_breaker_config *config,
+                               struct valve_breaker **out);
+
+/*
+ Frees a breaker; NULL is a no-op. Not thread-safe: nothing else may use it. Permits still
+ held become foreign to every live breaker.
+
+ # Safety
+
+ `breaker` must be NULL or a live handle, unused by any other call now or later.
+ */
+void valve_breaker_free(struct valve_breaker *breaker);
+
+/*
+ May a call go now? Reads the breaker's clock. Answers `VALVE_OK` with a held permit in
+ `*out` (report it with `valve_breaker_record`), `VALVE_REJECTED` with an empty permit when
+ the breaker is open, forced open or out of half-open probes, or `VALVE_NULL_POINTER`.
+ Thread-safe.
+
+ # Safety
+
+ `breaker` must be NULL or a live handle; `out` NULL or writable and not accessed by another
+ thread during the call.
+ */
+valve_status valve_breaker_try_acquire(const struct valve_breaker *breaker,
+                                       struct valve_breaker_permit *out);
+
+/*
+ As `valve_breaker_try_acquire` at `now_ns` (the breaker's timeline: ns since its creation).
+ Thread-safe.
+
+ # Safety
+
+ As `valve_breaker_try_acquire`.
+ */
+valve_status valve_breaker_try_acquire_at(const struct valve_breaker *breaker,
+                                          uint64_t now_ns,
+                                          struct valve_breaker_permit *out);
+
+/*
+ Reports how a permitted call ended (`outcome`, a `valve_breaker_outcome`), reading the
+ breaker's clock for its duration.
+
+ Checks, in this order: pointers (`VALVE_NULL_POINTER`), the outcome
+ (`VALVE_INVALID_ARGUMENT`), the permit's state (`VALVE_STALE_PERMIT` if reported or empty,
+ `VALVE_INVALID_ARGUMENT` if not a `valve_permit_state`), its breaker
+ (`VALVE_FOREIGN_PERMIT`); any error changes nothing. On `VALVE_OK` the result is recorded
+ and `permit->state` becomes `VALVE_PERMIT_RELEASED`. A result from an older state
+ generation is counted as late and moves nothing. Thread-safe for the breaker; a given
+ permit must not be reported by two threads at once.
+
+ # Safety
+
+ `breaker` must be NULL or a live handle; `permit` NULL or writable and not accessed by
+ another thread during the call.
+ */
+valve_status valve_breaker_record(const struct valve_breaker *breaker,
+                                  struct valve_breaker_permit *permit,
+                                  uint32_t outcome);
+
+/*
+ As `valve_breaker_record`, the call having ended at `now_ns`. Thread-safe.
+
+ # Safety
+
+ As `valve_breaker_record`.
+ */
+valve_status valve_breaker_record_at(const struct valve_breaker *breaker,
+                                     struct valve_breaker_permit *permit,
+                                     uint32_t outcome,
+                                     uint64_t now_ns);
+
+/*
+ The current state (a `valve_breaker_state`) into `*out`, making no transition: an Open
+ breaker past its deadline reads Open until a call or `valve_breaker_poll_at` finds it.
+ Answers `VALVE_OK` or `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `breaker` must be NULL or a live handle; `out` NULL or writable.
+ */
+valve_status valve_breaker_get_state(const struct valve_breaker *breaker, uint32_t *out);
+
+/*
+ Makes the transitions due at `now_ns` (Open to HalfOpen, a half-open timeout) and stores
+ the state after them in `*out`. For callers keeping a timer from
+ `valve_breaker_next_transition_at`. Answers `VALVE_OK` or `VALVE_NULL_POINTER` (nothing
+ changes). Thread-safe.
+
+ # Safety
+
+ `breaker` must be NULL or a live handle; `out` NULL or writable.
+ */
+valve_status valve_breaker_poll_at(const struct valve_breaker *breaker,
+                                   uint64_t now_ns,
+                                   uint32_t *out);
+
+/*
+ When the next lazy transition becomes due (ns on the breaker's timeline) into `*out`:
+ the end of the open duration or the half-open timeout; `UINT64_MAX` when none is scheduled.
+ Answers `VALVE_OK` or `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `breaker` must be NULL or a live handle; `out` NULL or writable.
+ */
+valve_status valve_breaker_next_transition_at(const struct valve_breaker *breaker, uint64_t *out);
+
+/*
+ Moves the breaker to `to` (a `valve_breaker_state`) by hand at `now_ns`, in a new
+ generation; `*out_moved` (optional, may be NULL) tells whether it moved (false if it was
+ already in `to`). Answers `VALVE_OK`, `VALVE_INVALID_ARGUMENT` for an unknown state, or
+ `VALVE_NULL_POINTER`. Outstanding permits become late. Thread-safe.
+
+ # Safety
+
+ `breaker` must be NULL or a live handle; `out_moved` NULL or writable.
+ */
+valve_status valve_breaker_transition_to_at(const struct valve_breaker *breaker,
+                                            uint32_t to,
+                                            uint64_t now_ns,
+                                            bool *out_moved);
+
+/*
+ As `valve_breaker_transition_to_at`, reading the breaker's clock. Thread-safe.
+
+ # Safety
+
+ As `valve_breaker_transition_to_at`.
+ */
+valve_status valve_breaker_transition_to(const struct valve_breaker *breaker,
+                                         uint32_t to,
+                                         bool *out_moved);
+
+/*
+ Closes the breaker whatever its state, in a new generation, with empty windows and the
+ open backoff reset (resilience4j `reset`), reading its clock. Outstanding permits become
+ late. Answers `VALVE_OK` or `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `breaker` must be NULL or a live handle.
+ */
+valve_status valve_breaker_reset(const struct valve_breaker *breaker);
+
+/*
+ As `valve_breaker_reset` at `now_ns`. Thread-safe.
+
+ # Safety
+
+ `breaker` must be NULL or a live handle.
+ */
+valve_status valve_breaker_reset_at(const struct valve_breaker *breaker, uint64_t now_ns);
+
+/*
+ Reads the breaker's state, counters and gauges into `*out`, without locks or allocation.
+ Answers `VALVE_OK` or `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `breaker` must be NULL or a live handle; `out` NULL or writable.
+ */
+valve_status valve_breaker_get_snapshot(const struct valve_breaker *breaker,
+                                        struct valve_breaker_snapshot *out);
+
+/*
+ The id permits of this breaker carry in `breaker_id` (0 for NULL). Thread-safe.
+
+ # Safety
+
+ `breaker` must be NULL or a live handle.
+ */
+uint64_t valve_breaker_id(const struct valve_breaker *breaker);
+
+/*
  AWS standard retry quota, legacy costs (botocore, aws-sdk-go-v2): 500 tokens, a retry costs
  5 (10 after a timeout), a first-attempt success gives 1, a success after a retry refunds
  its cost. Thread-safe.
@@ -1296,8 +1855,8 @@ uint32_t valve_token_quota_balance(const struct valve_token_quota *quota);
 
  `quota` must be NULL or a live handle; `out` NULL or writable.
  */
-valve_status valve_token_quota_snapshot(const struct valve_token_quota *quota,
-                                        struct valve_budget_snapshot *out);
+valve_status valve_token_quota_get_snapshot(const struct valve_token_quota *quota,
+                                            struct valve_budget_snapshot *out);
 
 /*
  Finagle's `RetryBudget()` default (also tower's): ttl 10 s, 10 retries per second, 20 %.
@@ -1397,19 +1956,19 @@ int64_t valve_windowed_budget_balance_at(const struct valve_windowed_budget *bud
 
  `budget` must be NULL or a live handle; `out` NULL or writable.
  */
-valve_status valve_windowed_budget_snapshot(const struct valve_windowed_budget *budget,
-                                            struct valve_budget_snapshot *out);
+valve_status valve_windowed_budget_get_snapshot(const struct valve_windowed_budget *budget,
+                                                struct valve_budget_snapshot *out);
 
 /*
- As `valve_windowed_budget_snapshot` at `now_ns`. Thread-safe.
+ As `valve_windowed_budget_get_snapshot` at `now_ns`. Thread-safe.
 
  # Safety
 
- As `valve_windowed_budget_snapshot`.
+ As `valve_windowed_budget_get_snapshot`.
  */
-valve_status valve_windowed_budget_snapshot_at(const struct valve_windowed_budget *budget,
-                                               uint64_t now_ns,
-                                               struct valve_budget_snapshot *out);
+valve_status valve_windowed_budget_get_snapshot_at(const struct valve_windowed_budget *budget,
+                                                   uint64_t now_ns,
+                                                   struct valve_budget_snapshot *out);
 
 /*
  Envoy's defaults: 20 % of active plus pending requests, at least 3 retries. Thread-safe.
@@ -1487,8 +2046,8 @@ valve_status valve_concurrency_budget_retry_finished(const struct valve_concurre
 
  `budget` must be NULL or a live handle; `out` NULL or writable.
  */
-valve_status valve_concurrency_budget_snapshot(const struct valve_concurrency_budget *budget,
-                                               struct valve_budget_snapshot *out);
+valve_status valve_concurrency_budget_get_snapshot(const struct valve_concurrency_budget *budget,
+                                                   struct valve_budget_snapshot *out);
 
 /*
  valve's AIMD defaults: initial 20, limits `[1, 1000]`, backoff 0.9, step 1, utilisation 0.5,

@@ -254,7 +254,7 @@ static void test_token_quota(void) {
     CHECK_STATUS(valve_token_quota_try_retry(NULL, VALVE_COST_TRANSIENT, &w), VALVE_NULL_POINTER);
     CHECK_STATUS(valve_token_quota_on_success(NULL, &w), VALVE_NULL_POINTER);
     CHECK_STATUS(valve_token_quota_may_hedge(NULL), VALVE_NULL_POINTER);
-    CHECK_STATUS(valve_token_quota_snapshot(quota, NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_token_quota_get_snapshot(quota, NULL), VALVE_NULL_POINTER);
     CHECK(valve_token_quota_balance(NULL) == 0);
     CHECK(valve_token_quota_balance(quota) == 500);
     /* Drained: the client's own budget refuses. */
@@ -266,7 +266,7 @@ static void test_token_quota(void) {
     CHECK_STATUS(valve_token_quota_try_retry(quota, VALVE_COST_TRANSIENT, &w),
                  VALVE_BUDGET_EXHAUSTED);
     CHECK_STATUS(valve_token_quota_may_hedge(quota), VALVE_BUDGET_EXHAUSTED);
-    CHECK_STATUS(valve_token_quota_snapshot(quota, &snap), VALVE_OK);
+    CHECK_STATUS(valve_token_quota_get_snapshot(quota, &snap), VALVE_OK);
     CHECK(snap.balance == 0 && snap.capacity == 500 && snap.denied == 3);
     CHECK(strcmp(valve_status_name(VALVE_BUDGET_EXHAUSTED), "VALVE_BUDGET_EXHAUSTED") == 0);
     valve_token_quota_free(quota);
@@ -330,13 +330,13 @@ static void test_windowed_budget(void) {
     }
     CHECK(granted == reserve + 10);
     CHECK_STATUS(valve_windowed_budget_try_withdraw_at(budget, t), VALVE_BUDGET_EXHAUSTED);
-    CHECK_STATUS(valve_windowed_budget_snapshot_at(budget, t, &snap), VALVE_OK);
+    CHECK_STATUS(valve_windowed_budget_get_snapshot_at(budget, t, &snap), VALVE_OK);
     CHECK(snap.allowed == (uint64_t)granted && snap.denied == 2);
     /* After the ttl, withdrawals and deposits expire: the reserve is back. */
     CHECK(valve_windowed_budget_balance_at(budget, t + 2 * config.ttl_ns) == reserve);
     /* The clock-reading forms work on the budget's own timeline. */
     CHECK_STATUS(valve_windowed_budget_deposit(budget), VALVE_OK);
-    CHECK_STATUS(valve_windowed_budget_snapshot(budget, &snap), VALVE_OK);
+    CHECK_STATUS(valve_windowed_budget_get_snapshot(budget, &snap), VALVE_OK);
     CHECK(valve_windowed_budget_balance(budget) >= 0);
     CHECK_STATUS(valve_windowed_budget_try_withdraw(budget), VALVE_OK);
 
@@ -344,8 +344,8 @@ static void test_windowed_budget(void) {
     CHECK_STATUS(valve_windowed_budget_deposit_at(NULL, t), VALVE_NULL_POINTER);
     CHECK_STATUS(valve_windowed_budget_try_withdraw(NULL), VALVE_NULL_POINTER);
     CHECK_STATUS(valve_windowed_budget_try_withdraw_at(NULL, t), VALVE_NULL_POINTER);
-    CHECK_STATUS(valve_windowed_budget_snapshot(budget, NULL), VALVE_NULL_POINTER);
-    CHECK_STATUS(valve_windowed_budget_snapshot_at(NULL, t, &snap), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_windowed_budget_get_snapshot(budget, NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_windowed_budget_get_snapshot_at(NULL, t, &snap), VALVE_NULL_POINTER);
     CHECK(valve_windowed_budget_balance(NULL) == 0 && valve_windowed_budget_balance_at(NULL, t) == 0);
     valve_windowed_budget_free(budget);
     valve_windowed_budget_free(NULL);
@@ -375,7 +375,7 @@ static void test_concurrency_budget(void) {
         CHECK_STATUS(valve_concurrency_budget_try_start_retry(budget), VALVE_OK);
     }
     CHECK_STATUS(valve_concurrency_budget_try_start_retry(budget), VALVE_BUDGET_EXHAUSTED);
-    CHECK_STATUS(valve_concurrency_budget_snapshot(budget, &snap), VALVE_OK);
+    CHECK_STATUS(valve_concurrency_budget_get_snapshot(budget, &snap), VALVE_OK);
     CHECK(snap.outstanding == 20 && snap.retries_in_flight == 4 && snap.capacity == 4);
     CHECK(snap.balance == 0 && snap.allowed == 4 && snap.denied == 1);
     for (int i = 0; i < 4; i++) {
@@ -386,14 +386,14 @@ static void test_concurrency_budget(void) {
         CHECK_STATUS(valve_concurrency_budget_request_finished(budget), VALVE_OK);
     }
     CHECK_STATUS(valve_concurrency_budget_request_finished(budget), VALVE_STALE_PERMIT);
-    CHECK_STATUS(valve_concurrency_budget_snapshot(budget, &snap), VALVE_OK);
+    CHECK_STATUS(valve_concurrency_budget_get_snapshot(budget, &snap), VALVE_OK);
     CHECK(snap.outstanding == 0 && snap.retries_in_flight == 0);
 
     CHECK_STATUS(valve_concurrency_budget_request_started(NULL), VALVE_NULL_POINTER);
     CHECK_STATUS(valve_concurrency_budget_request_finished(NULL), VALVE_NULL_POINTER);
     CHECK_STATUS(valve_concurrency_budget_try_start_retry(NULL), VALVE_NULL_POINTER);
     CHECK_STATUS(valve_concurrency_budget_retry_finished(NULL), VALVE_NULL_POINTER);
-    CHECK_STATUS(valve_concurrency_budget_snapshot(budget, NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_concurrency_budget_get_snapshot(budget, NULL), VALVE_NULL_POINTER);
     valve_concurrency_budget_free(budget);
     valve_concurrency_budget_free(NULL);
 
@@ -476,6 +476,152 @@ static void test_backoff(void) {
     }
     CHECK_STATUS(valve_backoff_new(NULL, 0, &backoff), VALVE_NULL_POINTER);
     CHECK_STATUS(valve_backoff_new(&config, 0, NULL), VALVE_NULL_POINTER);
+}
+
+static void test_breaker(void) {
+    valve_breaker_config config = valve_breaker_config_default();
+    CHECK(config.consecutive_failures == 5 && config.failure_rate == 0.5);
+    CHECK(config.window_kind == VALVE_BREAKER_WINDOW_TIME && config.slow_call_duration_ns == UINT64_MAX);
+    CHECK(config.half_open_on_timeout == VALVE_BREAKER_OPEN);
+    valve_breaker_config presets[] = {valve_breaker_config_default(),
+                                      valve_breaker_config_resilience4j(),
+                                      valve_breaker_config_gobreaker(),
+                                      valve_breaker_config_polly(),
+                                      valve_breaker_config_hystrix()};
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
+        valve_breaker *b = NULL;
+        CHECK_STATUS(valve_breaker_new(&presets[i], &b), VALVE_OK);
+        valve_breaker_permit p;
+        CHECK_STATUS(valve_breaker_try_acquire(b, &p), VALVE_OK);
+        CHECK_STATUS(valve_breaker_record(b, &p, VALVE_BREAKER_SUCCESS), VALVE_OK);
+        valve_breaker_free(b);
+    }
+
+    config.consecutive_failures = 2;
+    config.open_jitter = 0.0;
+    valve_breaker *breaker = NULL, *other = NULL;
+    CHECK_STATUS(valve_breaker_new(&config, &breaker), VALVE_OK);
+    CHECK_STATUS(valve_breaker_new(&config, &other), VALVE_OK);
+    valve_breaker_permit permit, copy, zeroed;
+    memset(&zeroed, 0, sizeof zeroed);
+    uint32_t state = 99;
+    uint64_t due = 0;
+
+    CHECK_STATUS(valve_breaker_get_state(breaker, &state), VALVE_OK);
+    CHECK(state == VALVE_BREAKER_CLOSED);
+    CHECK_STATUS(valve_breaker_next_transition_at(breaker, &due), VALVE_OK);
+    CHECK(due == UINT64_MAX);
+    /* Hostile reports change nothing. */
+    CHECK_STATUS(valve_breaker_try_acquire_at(breaker, 10, &permit), VALVE_OK);
+    CHECK(permit.state == VALVE_PERMIT_HELD && permit.breaker_id == valve_breaker_id(breaker));
+    CHECK_STATUS(valve_breaker_record_at(breaker, &permit, 3, 11), VALVE_INVALID_ARGUMENT);
+    CHECK_STATUS(valve_breaker_record_at(other, &permit, VALVE_BREAKER_FAILURE, 11),
+                 VALVE_FOREIGN_PERMIT);
+    CHECK_STATUS(valve_breaker_record_at(breaker, &zeroed, VALVE_BREAKER_FAILURE, 11),
+                 VALVE_STALE_PERMIT);
+    copy = permit;
+    copy.state = 9;
+    CHECK_STATUS(valve_breaker_record_at(breaker, &copy, VALVE_BREAKER_FAILURE, 11),
+                 VALVE_INVALID_ARGUMENT);
+    /* Two failures in a row trip it; a second report of the same struct is stale. */
+    copy = permit;
+    CHECK_STATUS(valve_breaker_record_at(breaker, &permit, VALVE_BREAKER_FAILURE, 11), VALVE_OK);
+    CHECK_STATUS(valve_breaker_record_at(breaker, &permit, VALVE_BREAKER_FAILURE, 11),
+                 VALVE_STALE_PERMIT);
+    CHECK_STATUS(valve_breaker_try_acquire_at(breaker, 20, &permit), VALVE_OK);
+    CHECK_STATUS(valve_breaker_record_at(breaker, &permit, VALVE_BREAKER_FAILURE, 21), VALVE_OK);
+    CHECK_STATUS(valve_breaker_get_state(breaker, &state), VALVE_OK);
+    CHECK(state == VALVE_BREAKER_OPEN);
+    /* A copy reported after the trip is late: counted, moves nothing. */
+    CHECK_STATUS(valve_breaker_record_at(breaker, &copy, VALVE_BREAKER_SUCCESS, 22), VALVE_OK);
+    valve_breaker_snapshot snap;
+    CHECK_STATUS(valve_breaker_get_snapshot(breaker, &snap), VALVE_OK);
+    CHECK(snap.state == VALVE_BREAKER_OPEN && snap.failures == 2 && snap.late == 1);
+    CHECK(snap.to_open == 1);
+    CHECK_STATUS(valve_breaker_try_acquire_at(breaker, 30, &permit), VALVE_REJECTED);
+    CHECK(permit.state == VALVE_PERMIT_EMPTY);
+    CHECK_STATUS(valve_breaker_record_at(breaker, &permit, VALVE_BREAKER_SUCCESS, 31),
+                 VALVE_STALE_PERMIT);
+
+    /* Open for 5 s, then half-open: 3 probes one at a time, all must succeed. */
+    CHECK_STATUS(valve_breaker_next_transition_at(breaker, &due), VALVE_OK);
+    CHECK(due == 21 + 5000000000ull);
+    CHECK_STATUS(valve_breaker_poll_at(breaker, due - 1, &state), VALVE_OK);
+    CHECK(state == VALVE_BREAKER_OPEN);
+    CHECK_STATUS(valve_breaker_poll_at(breaker, due, &state), VALVE_OK);
+    CHECK(state == VALVE_BREAKER_HALF_OPEN);
+    for (int i = 0; i < 3; i++) {
+        CHECK_STATUS(valve_breaker_try_acquire_at(breaker, due + 1, &permit), VALVE_OK);
+        CHECK_STATUS(valve_breaker_try_acquire_at(breaker, due + 1, &copy), VALVE_REJECTED);
+        CHECK_STATUS(valve_breaker_record_at(breaker, &permit, VALVE_BREAKER_SUCCESS, due + 2),
+                     VALVE_OK);
+    }
+    CHECK_STATUS(valve_breaker_get_state(breaker, &state), VALVE_OK);
+    CHECK(state == VALVE_BREAKER_CLOSED);
+
+    /* Manual states. */
+    bool moved = false;
+    CHECK_STATUS(valve_breaker_transition_to_at(breaker, VALVE_BREAKER_FORCED_OPEN, due + 3, &moved),
+                 VALVE_OK);
+    CHECK(moved);
+    CHECK_STATUS(valve_breaker_transition_to(breaker, VALVE_BREAKER_FORCED_OPEN, &moved), VALVE_OK);
+    CHECK(!moved);
+    CHECK_STATUS(valve_breaker_try_acquire(breaker, &permit), VALVE_REJECTED);
+    CHECK_STATUS(valve_breaker_transition_to(breaker, 6, NULL), VALVE_INVALID_ARGUMENT);
+    CHECK_STATUS(valve_breaker_transition_to(breaker, 0xffffffffu, &moved), VALVE_INVALID_ARGUMENT);
+    CHECK_STATUS(valve_breaker_reset(breaker), VALVE_OK);
+    CHECK_STATUS(valve_breaker_get_state(breaker, &state), VALVE_OK);
+    CHECK(state == VALVE_BREAKER_CLOSED);
+    CHECK_STATUS(valve_breaker_reset_at(breaker, due + 10), VALVE_OK);
+
+    /* NULL everywhere. */
+    valve_breaker *unset = NULL;
+    CHECK_STATUS(valve_breaker_new(NULL, &unset), VALVE_NULL_POINTER);
+    CHECK(unset == NULL);
+    CHECK_STATUS(valve_breaker_new(&config, NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_breaker_try_acquire(NULL, &permit), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_breaker_try_acquire(breaker, NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_breaker_try_acquire_at(NULL, 1, &permit), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_breaker_record(NULL, &permit, 0), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_breaker_record(breaker, NULL, 0), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_breaker_record_at(NULL, &permit, 0, 1), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_breaker_get_state(NULL, &state), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_breaker_get_state(breaker, NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_breaker_poll_at(NULL, 1, &state), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_breaker_poll_at(breaker, 1, NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_breaker_next_transition_at(NULL, &due), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_breaker_next_transition_at(breaker, NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_breaker_transition_to(NULL, 0, NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_breaker_transition_to_at(NULL, 0, 1, NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_breaker_reset(NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_breaker_reset_at(NULL, 1), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_breaker_get_snapshot(NULL, &snap), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_breaker_get_snapshot(breaker, NULL), VALVE_NULL_POINTER);
+    CHECK(valve_breaker_id(NULL) == 0);
+    valve_breaker_free(NULL);
+    valve_breaker_free(breaker);
+    valve_breaker_free(other);
+
+    /* Invalid configs and unknown enumeration values. */
+    valve_breaker_config bad[10];
+    for (size_t i = 0; i < 10; i++) {
+        bad[i] = valve_breaker_config_default();
+    }
+    bad[0].window_kind = 2;
+    bad[1].rate_check = 2;
+    bad[2].open_boundary = 0xffffffffu;
+    bad[3].half_open_close_rule = 2;
+    bad[4].half_open_on_timeout = VALVE_BREAKER_HALF_OPEN;
+    bad[5].failure_rate = 1.5;
+    bad[6].slow_call_rate = 0.5; /* without a slow-call duration */
+    bad[7].open_base_ns = 0;
+    bad[8].half_open_max_concurrent = 0;
+    bad[9].minimum_calls = 0;
+    for (size_t i = 0; i < 10; i++) {
+        breaker = (valve_breaker *)&breaker;
+        CHECK_STATUS(valve_breaker_new(&bad[i], &breaker), VALVE_INVALID_ARGUMENT);
+        CHECK(breaker == NULL);
+    }
 }
 
 static void test_null_pointers(void) {
@@ -747,6 +893,7 @@ int main(void) {
     test_windowed_budget();
     test_concurrency_budget();
     test_backoff();
+    test_breaker();
     test_null_pointers();
     test_acquire_release();
     test_hostile_releases();

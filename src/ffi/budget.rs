@@ -354,7 +354,7 @@ pub unsafe extern "C" fn valve_token_quota_balance(quota: *const valve_token_quo
 ///
 /// `quota` must be NULL or a live handle; `out` NULL or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn valve_token_quota_snapshot(
+pub unsafe extern "C" fn valve_token_quota_get_snapshot(
     quota: *const valve_token_quota,
     out: *mut BudgetSnapshot,
 ) -> valve_status {
@@ -504,7 +504,7 @@ pub unsafe extern "C" fn valve_windowed_budget_balance_at(
 ///
 /// `budget` must be NULL or a live handle; `out` NULL or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn valve_windowed_budget_snapshot(
+pub unsafe extern "C" fn valve_windowed_budget_get_snapshot(
     budget: *const valve_windowed_budget,
     out: *mut BudgetSnapshot,
 ) -> valve_status {
@@ -512,13 +512,13 @@ pub unsafe extern "C" fn valve_windowed_budget_snapshot(
     unsafe { with_handle(budget, |b| write_out(out, b.0.snapshot())) }
 }
 
-/// As `valve_windowed_budget_snapshot` at `now_ns`. Thread-safe.
+/// As `valve_windowed_budget_get_snapshot` at `now_ns`. Thread-safe.
 ///
 /// # Safety
 ///
-/// As `valve_windowed_budget_snapshot`.
+/// As `valve_windowed_budget_get_snapshot`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn valve_windowed_budget_snapshot_at(
+pub unsafe extern "C" fn valve_windowed_budget_get_snapshot_at(
     budget: *const valve_windowed_budget,
     now_ns: u64,
     out: *mut BudgetSnapshot,
@@ -638,7 +638,7 @@ pub unsafe extern "C" fn valve_concurrency_budget_retry_finished(
 ///
 /// `budget` must be NULL or a live handle; `out` NULL or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn valve_concurrency_budget_snapshot(
+pub unsafe extern "C" fn valve_concurrency_budget_get_snapshot(
     budget: *const valve_concurrency_budget,
     out: *mut BudgetSnapshot,
 ) -> valve_status {
@@ -691,7 +691,7 @@ mod tests {
             while valve_token_quota_try_retry(quota, 0, &mut w) == valve_status::VALVE_OK {}
             assert_eq!(w.tokens, 0);
             assert_eq!(valve_token_quota_may_hedge(quota), valve_status::VALVE_BUDGET_EXHAUSTED);
-            assert_eq!(valve_token_quota_snapshot(quota, &mut snap), valve_status::VALVE_OK);
+            assert_eq!(valve_token_quota_get_snapshot(quota, &mut snap), valve_status::VALVE_OK);
             assert_eq!((snap.balance, snap.allowed, snap.denied), (0, 101, 2));
             valve_token_quota_free(quota);
 
@@ -734,7 +734,7 @@ mod tests {
             }
             assert!(granted > 0);
             assert_eq!(
-                valve_windowed_budget_snapshot_at(windowed, 0, &mut snap),
+                valve_windowed_budget_get_snapshot_at(windowed, 0, &mut snap),
                 valve_status::VALVE_OK
             );
             assert_eq!(snap.denied, 1);
@@ -760,7 +760,7 @@ mod tests {
                 valve_status::VALVE_STALE_PERMIT
             );
             assert_eq!(
-                valve_concurrency_budget_snapshot(concurrency, &mut snap),
+                valve_concurrency_budget_get_snapshot(concurrency, &mut snap),
                 valve_status::VALVE_OK
             );
             assert_eq!((snap.retries_in_flight, snap.allowed, snap.denied), (3, 3, 1));

@@ -27,6 +27,7 @@
 //! | `limit.rs` | the configs of the other limit algorithms and of the waiter queue |
 //! | `budget.rs` | retry budgets: token quota (gRPC, AWS), windowed (Finagle), concurrency (Envoy) |
 //! | `backoff.rs` | backoff delays with jitter |
+//! | `breaker.rs` | the circuit breaker, its presets and permits |
 //!
 //! Adding a control is one more file here holding its handle, config, presets and operations,
 //! built from `boundary`, [`valve_status`] and the same NULL checks.
@@ -38,11 +39,13 @@ use std::ffi::c_char;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 mod backoff;
+mod breaker;
 mod budget;
 mod limit;
 mod limiter;
 
 pub use backoff::*;
+pub use breaker::*;
 pub use budget::*;
 pub use limit::*;
 pub use limiter::*;
