@@ -317,10 +317,11 @@ const acquireSlice = 50 * time.Millisecond
 
 // Acquire waits for a slot in the limiter's queue (Config.Queue), blocking the goroutine (and
 // its OS thread, inside the C call), until a slot is free, the queue refuses (ErrRejected) or
-// ctx ends (ctx.Err()). A deadline on ctx becomes the C wait's deadline, so the wait ends on
-// time without polling; a context that can only be cancelled is checked every 50 ms, each
-// check re-queueing the waiter (and counting a timeout in the snapshot). Safe for concurrent
-// use.
+// ctx ends (ctx.Err()). A C wait cannot be interrupted, so one that ctx could cancel waits in
+// slices of at most 50 ms (the last one ending exactly at ctx's deadline) and checks ctx
+// between them; each new slice queues the waiter again (behind later waiters, under FIFO) and
+// the slice that ran out counts as a timeout in the snapshot. With context.Background() it
+// is one wait. Safe for concurrent use.
 func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
 	p := Permit{limiter: l}
 	if l.ptr == nil {

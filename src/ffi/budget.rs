@@ -530,7 +530,9 @@ pub unsafe extern "C" fn valve_windowed_budget_get_snapshot_at(
 /// Envoy's defaults: 20 % of active plus pending requests, at least 3 retries. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn valve_concurrency_budget_config_envoy() -> valve_concurrency_budget_config {
-    valve_concurrency_budget_config { budget_percent: 20.0, min_retry_concurrency: 3 }
+    const ENVOY: valve_concurrency_budget_config =
+        valve_concurrency_budget_config { budget_percent: 20.0, min_retry_concurrency: 3 };
+    boundary(ENVOY, || ENVOY)
 }
 
 /// Creates a concurrency budget from `config` into `*out`. Answers `VALVE_OK`,

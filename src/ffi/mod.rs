@@ -22,7 +22,7 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | this file | [`valve_status`], the panic boundary, version functions |
+//! | this file | [`valve_status`], the panic boundary, version functions, handle helpers |
 //! | `limiter.rs` | the concurrency limiter, its blocking waits, the FIXED and AIMD configs |
 //! | `limit.rs` | the configs of the other limit algorithms and of the waiter queue |
 //! | `budget.rs` | retry budgets: token quota (gRPC, AWS), windowed (Finagle), concurrency (Envoy) |
@@ -30,7 +30,8 @@
 //! | `breaker.rs` | the circuit breaker, its presets and permits |
 //!
 //! Adding a control is one more file here holding its handle, config, presets and operations,
-//! built from `boundary`, [`valve_status`] and the same NULL checks.
+//! built from `boundary`, [`valve_status`] and the same NULL checks (`new_handle`,
+//! `free_handle`, `with_handle` and `write_out` hold the repeated parts).
 
 // The C names are the API: `valve_status`, `VALVE_OK`, as the header spells them.
 #![allow(non_camel_case_types)]
