@@ -68,12 +68,142 @@ enum valve_status
    valve panicked inside the call (a bug in valve): the handle should be freed.
    */
   VALVE_INTERNAL = 6,
+  /*
+   A blocking wait's deadline passed before a slot was free.
+   */
+  VALVE_TIMEOUT = 7,
+  /*
+   The client's own retry budget (token quota, windowed or concurrency budget) refused a
+   retry or hedge: not an error and not a signal from the server. Do not retry.
+   */
+  VALVE_BUDGET_EXHAUSTED = 8,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
 typedef enum valve_status valve_status;
 #else
 typedef uint32_t valve_status;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ A breaker's states, as `valve_breaker_get_state` and `valve_breaker_snapshot.state` report
+ them and `valve_breaker_transition_to` takes them.
+ */
+enum valve_breaker_state
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   Calls go through; results feed the trip policies.
+   */
+  VALVE_BREAKER_CLOSED = 0,
+  /*
+   Calls are refused until the open duration has passed.
+   */
+  VALVE_BREAKER_OPEN = 1,
+  /*
+   A limited number of probe calls go through.
+   */
+  VALVE_BREAKER_HALF_OPEN = 2,
+  /*
+   Calls go through and nothing is recorded (manual).
+   */
+  VALVE_BREAKER_DISABLED = 3,
+  /*
+   Calls are refused until a manual transition.
+   */
+  VALVE_BREAKER_FORCED_OPEN = 4,
+  /*
+   Calls go through and are recorded, but the breaker never trips (manual).
+   */
+  VALVE_BREAKER_METRICS_ONLY = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum valve_breaker_state valve_breaker_state;
+#else
+typedef uint32_t valve_breaker_state;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ How a call made through a breaker ended, for `valve_breaker_record`.
+ */
+enum valve_breaker_outcome
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   The dependency answered well.
+   */
+  VALVE_BREAKER_SUCCESS = 0,
+  /*
+   The dependency failed.
+   */
+  VALVE_BREAKER_FAILURE = 1,
+  /*
+   No signal (cancelled, bad request): gives a half-open probe its place back.
+   */
+  VALVE_BREAKER_IGNORED = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum valve_breaker_outcome valve_breaker_outcome;
+#else
+typedef uint32_t valve_breaker_outcome;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ The window the rates are computed over, for `valve_breaker_config.window_kind`.
+ */
+enum valve_breaker_window
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   The last `window_calls` calls.
+   */
+  VALVE_BREAKER_WINDOW_COUNT = 0,
+  /*
+   The last `window_buckets` buckets of `window_bucket_ns` each.
+   */
+  VALVE_BREAKER_WINDOW_TIME = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum valve_breaker_window valve_breaker_window;
+#else
+typedef uint32_t valve_breaker_window;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ What closes a half-open breaker, for `valve_breaker_config.half_open_close_rule`.
+ */
+enum valve_breaker_close_rule
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   Close after `half_open_close_count` probe successes; the first failure reopens.
+   */
+  VALVE_BREAKER_CLOSE_CONSECUTIVE_SUCCESSES = 0,
+  /*
+   Decide once `half_open_close_count` probes reported, by the rates (resilience4j).
+   */
+  VALVE_BREAKER_CLOSE_RATE = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum valve_breaker_close_rule valve_breaker_close_rule;
+#else
+typedef uint32_t valve_breaker_close_rule;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -93,6 +223,18 @@ enum valve_algorithm
    Additive increase, multiplicative decrease: `valve_limiter_config.aimd`.
    */
   VALVE_ALGORITHM_AIMD = 1,
+  /*
+   Netflix Gradient2 (RTT gradient with a queue allowance): `valve_limiter_config.gradient2`.
+   */
+  VALVE_ALGORITHM_GRADIENT2 = 2,
+  /*
+   TCP Vegas's queue estimate: `valve_limiter_config.vegas`.
+   */
+  VALVE_ALGORITHM_VEGAS = 3,
+  /*
+   Envoy's gradient controller: `valve_limiter_config.envoy_gradient`.
+   */
+  VALVE_ALGORITHM_ENVOY_GRADIENT = 4,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -162,6 +304,266 @@ typedef uint32_t valve_permit_state;
 #endif // __cplusplus
 
 /*
+ What a retry is for, which sets its cost under the AWS rules, for
+ `valve_token_quota_try_retry`.
+ */
+enum valve_cost_class
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   A retryable error that is neither a timeout nor throttling (5xx, connection reset).
+   */
+  VALVE_COST_TRANSIENT = 0,
+  /*
+   The attempt timed out.
+   */
+  VALVE_COST_TIMEOUT = 1,
+  /*
+   The server asked the client to slow down (429, throttling).
+   */
+  VALVE_COST_THROTTLING = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum valve_cost_class valve_cost_class;
+#else
+typedef uint32_t valve_cost_class;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ When a token quota lets a retry go, for `valve_token_quota_config.rule`.
+ */
+enum valve_quota_rule
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   gRPC A6: every qualified failure takes its cost, then a retry goes only if the balance
+   left is strictly above `threshold`.
+   */
+  VALVE_QUOTA_ABOVE_THRESHOLD = 1,
+  /*
+   AWS standard: a retry takes its cost if the balance holds at least that much.
+   */
+  VALVE_QUOTA_COST_AVAILABLE = 2,
+  /*
+   aws-c-io: refused only at 0; otherwise takes `min(balance, cost)`.
+   */
+  VALVE_QUOTA_CONSUME_REMAINING = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum valve_quota_rule valve_quota_rule;
+#else
+typedef uint32_t valve_quota_rule;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ How a delay is randomised, for `valve_backoff_config.jitter`; `d` is the exponential delay
+ `min(initial * multiplier^(n-1), max)`.
+ */
+enum valve_jitter
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   `d`.
+   */
+  VALVE_JITTER_NONE = 0,
+  /*
+   `U[0, d)` (AWS full jitter).
+   */
+  VALVE_JITTER_FULL = 1,
+  /*
+   `d/2 + U[0, d/2)` (AWS equal jitter).
+   */
+  VALVE_JITTER_EQUAL = 2,
+  /*
+   `min(max, U[initial, 3 * previous))` (AWS decorrelated jitter).
+   */
+  VALVE_JITTER_DECORRELATED = 3,
+  /*
+   `d * U[0.8, 1.2)` (gRPC A6).
+   */
+  VALVE_JITTER_GRPC = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum valve_jitter valve_jitter;
+#else
+typedef uint32_t valve_jitter;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ What a server-supplied retry-after does, for `valve_backoff_config.retry_after`.
+ */
+enum valve_retry_after
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   Ignored (AWS legacy, aws-c-io).
+   */
+  VALVE_RETRY_AFTER_IGNORE = 0,
+  /*
+   The next delay exactly; the sequence restarts (gRPC A6 pushback).
+   */
+  VALVE_RETRY_AFTER_EXACT = 1,
+  /*
+   Kept within `[t, t + retry_after_max_extra_ns]` of the computed delay `t` (AWS 2026).
+   */
+  VALVE_RETRY_AFTER_WITHIN_EXTRA = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum valve_retry_after valve_retry_after;
+#else
+typedef uint32_t valve_retry_after;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ How Gradient2's queue allowance follows the limit, for `valve_gradient2_config.queue_size_kind`.
+ */
+enum valve_queue_size
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   A constant allowance of `queue_size` (Netflix: 4).
+   */
+  VALVE_QUEUE_SIZE_FIXED = 0,
+  /*
+   `max(queue_size, floor(sqrt(limit)))`.
+   */
+  VALVE_QUEUE_SIZE_SQUARE_ROOT = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum valve_queue_size valve_queue_size;
+#else
+typedef uint32_t valve_queue_size;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ How a Vegas limit shrinks, for `valve_vegas_config.decrease`.
+ */
+enum valve_vegas_decrease
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   `L - log10(L)` (Netflix).
+   */
+  VALVE_VEGAS_DECREASE_LOG10 = 0,
+  /*
+   `L * decrease_ratio`, the ratio in `(0, 1)`.
+   */
+  VALVE_VEGAS_DECREASE_RATIO = 1,
+  /*
+   Straight to the estimated no-queue level plus `alpha`, never below half the limit.
+   */
+  VALVE_VEGAS_DECREASE_TO_ESTIMATE = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum valve_vegas_decrease valve_vegas_decrease;
+#else
+typedef uint32_t valve_vegas_decrease;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ Where the Envoy gradient controller gets its minimum RTT, for `valve_envoy_gradient_config.min_rtt`.
+ */
+enum valve_min_rtt
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   Measured at start and every `min_rtt_interval_ns` (plus jitter) over
+   `min_rtt_request_count` samples (Envoy).
+   */
+  VALVE_MIN_RTT_MEASURE = 0,
+  /*
+   A constant `min_rtt_fixed_ns` (Envoy's `fixed_value`).
+   */
+  VALVE_MIN_RTT_FIXED = 1,
+  /*
+   The smallest window percentile seen (valve): no measurement, no pinning.
+   */
+  VALVE_MIN_RTT_LEARNED = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum valve_min_rtt valve_min_rtt;
+#else
+typedef uint32_t valve_min_rtt;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ Which waiter a freed slot goes to, for `valve_queue_config.ordering`.
+ */
+enum valve_queue_ordering
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   Oldest first.
+   */
+  VALVE_QUEUE_FIFO = 0,
+  /*
+   Newest first (Netflix `LifoBlockingLimiter`).
+   */
+  VALVE_QUEUE_LIFO = 1,
+  /*
+   FIFO until the oldest waiter has waited longer than `max_age_ns`, then LIFO.
+   */
+  VALVE_QUEUE_ADAPTIVE = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum valve_queue_ordering valve_queue_ordering;
+#else
+typedef uint32_t valve_queue_ordering;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ One call's retry delays. Opaque; created by `valve_backoff_new`, freed by
+ `valve_backoff_free`. Not thread-safe: use one per retry sequence, from one thread at a
+ time.
+ */
+typedef struct valve_backoff valve_backoff;
+
+/*
+ A circuit breaker. Opaque; created by `valve_breaker_new`, freed by `valve_breaker_free`.
+ Every function taking a `const valve_breaker *` is thread-safe; only `_free` needs
+ exclusive access.
+ */
+typedef struct valve_breaker valve_breaker;
+
+/*
+ A concurrency retry budget (Envoy): retries in flight limited to a share of the requests in
+ flight. Opaque; thread-safe except `_free`.
+ */
+typedef struct valve_concurrency_budget valve_concurrency_budget;
+
+/*
  A concurrency limiter: admits work up to a limit, in one CAS, and sheds the rest at once.
 
  Opaque; created by `valve_limiter_new`, freed by `valve_limiter_free`. Every function taking
@@ -170,6 +572,404 @@ typedef uint32_t valve_permit_state;
  `Box<Limiter<Box<dyn LimitAlgorithm>>>`.
  */
 typedef struct valve_limiter valve_limiter;
+
+/*
+ A token quota (gRPC A6 retry throttling, AWS standard retry quota). Opaque; every function
+ taking a `const valve_token_quota *` is thread-safe; only `_free` needs exclusive access.
+ */
+typedef struct valve_token_quota valve_token_quota;
+
+/*
+ A windowed retry budget (Finagle `RetryBudget`): deposits from requests, withdrawals for
+ retries, both expiring after a ttl. Opaque; thread-safe except `_free`.
+ */
+typedef struct valve_windowed_budget valve_windowed_budget;
+
+/*
+ Configuration of a `valve_backoff` (durations in ns).
+ */
+typedef struct valve_backoff_config {
+  /*
+   The first retry's delay before jitter, at least 1 ns.
+   */
+  uint64_t initial_ns;
+  /*
+   The largest delay before jitter, at least `initial_ns`.
+   */
+  uint64_t max_ns;
+  /*
+   Growth per retry: positive, digits beyond the third decimal ignored.
+   */
+  double multiplier;
+  /*
+   One of `valve_jitter`.
+   */
+  uint32_t jitter;
+  /*
+   One of `valve_retry_after`.
+   */
+  uint32_t retry_after;
+  /*
+   WITHIN_EXTRA only: how far past the computed delay a retry-after may move it, ns.
+   */
+  uint64_t retry_after_max_extra_ns;
+} valve_backoff_config;
+
+/*
+ A circuit breaker's configuration (durations in ns). Fill it with a preset, then change
+ fields; `valve_breaker_new` validates it as `Breaker::new` does.
+ */
+typedef struct valve_breaker_config {
+  /*
+   Trip after this many failures in a row (`>=`); 0: off.
+   */
+  uint32_t consecutive_failures;
+  /*
+   Trip when failures / calls in the window reaches this ratio, in `(0, 1]`; 0: off.
+   */
+  double failure_rate;
+  /*
+   Trip when slow calls / calls reaches this ratio, in `(0, 1]`; 0: off.
+   */
+  double slow_call_rate;
+  /*
+   A call is slow when its duration is strictly above this; `UINT64_MAX`: none is.
+   */
+  uint64_t slow_call_duration_ns;
+  /*
+   One of `valve_breaker_window`.
+   */
+  uint32_t window_kind;
+  /*
+   COUNT: window size in calls, `1..=1048576`.
+   */
+  uint32_t window_calls;
+  /*
+   TIME: number of buckets, `1..=1024`.
+   */
+  uint32_t window_buckets;
+  /*
+   TIME: width of one bucket, ns, above 0.
+   */
+  uint64_t window_bucket_ns;
+  /*
+   Calls the window must hold before a rate can trip, at least 1.
+   */
+  uint32_t minimum_calls;
+  /*
+   0: rates checked after every call (resilience4j); 1: only after a failure or slow call
+   (Polly).
+   */
+  uint32_t rate_check;
+  /*
+   The first open duration, ns, above 0.
+   */
+  uint64_t open_base_ns;
+  /*
+   Growth of the open duration per consecutive open, at least 1.
+   */
+  double open_multiplier;
+  /*
+   The open duration's cap before jitter, ns, at least `open_base_ns`.
+   */
+  uint64_t open_max_ns;
+  /*
+   Fraction of the open duration jitter may take off, in `[0, 1]`.
+   */
+  double open_jitter;
+  /*
+   0: Open turns half-open once `now > deadline`; 1: once `now >= deadline`.
+   */
+  uint32_t open_boundary;
+  /*
+   Probes admitted per half-open episode.
+   */
+  uint32_t half_open_probes;
+  /*
+   Probes in flight at once, `1..=half_open_probes`.
+   */
+  uint32_t half_open_max_concurrent;
+  /*
+   One of `valve_breaker_close_rule`.
+   */
+  uint32_t half_open_close_rule;
+  /*
+   The successes (CONSECUTIVE_SUCCESSES) or results (RATE) the close rule needs.
+   */
+  uint32_t half_open_close_count;
+  /*
+   How long a half-open episode may last, ns; 0: forever.
+   */
+  uint64_t half_open_timeout_ns;
+  /*
+   The state a timed-out episode becomes: `VALVE_BREAKER_OPEN` or `VALVE_BREAKER_CLOSED`.
+   */
+  uint32_t half_open_on_timeout;
+} valve_breaker_config;
+
+/*
+ The right to make one call through a breaker, written by an acquire and consumed by
+ `valve_breaker_record`. A plain value in caller memory; nothing is allocated for it.
+ */
+typedef struct valve_breaker_permit {
+  /*
+   The id of the breaker that admitted it (never reused within a process).
+   */
+  uint64_t breaker_id;
+  /*
+   The state generation it was admitted in.
+   */
+  uint32_t generation;
+  /*
+   The `valve_breaker_state` it was admitted in.
+   */
+  uint32_t admitted_in;
+  /*
+   When it was admitted, ns on the breaker's timeline.
+   */
+  uint64_t start_ns;
+  /*
+   One of `valve_permit_state`.
+   */
+  uint32_t state;
+} valve_breaker_permit;
+
+/*
+ A breaker's state, counters and gauges, read without locks or allocation.
+
+ Fields are read separately, so under concurrent use they may come from slightly different
+ instants. When the breaker is quiescent the totals balance: every admitted call is counted
+ once in `successes + failures + ignored` (`slow` and `late` are subsets of those).
+ */
+typedef struct valve_breaker_snapshot {
+  /*
+   The state, as [`BreakerState`]'s code.
+   */
+  uint32_t state;
+  /*
+   The state's generation.
+   */
+  uint32_t generation;
+  /*
+   Probes admitted in this half-open episode (0 in other states).
+   */
+  uint32_t half_open_issued;
+  /*
+   Probes in flight in this half-open episode.
+   */
+  uint32_t half_open_in_flight;
+  /*
+   The next lazy transition's earliest time; `u64::MAX` when none is scheduled.
+   */
+  uint64_t next_transition_at;
+  /*
+   Failures in a row recorded in Closed.
+   */
+  uint64_t consecutive_failures;
+  /*
+   Opens since the breaker last closed (the backoff's attempt count).
+   */
+  uint64_t consecutive_opens;
+  /*
+   Calls in the rate window.
+   */
+  uint64_t window_calls;
+  /*
+   Failures in the rate window.
+   */
+  uint64_t window_failures;
+  /*
+   Slow calls in the rate window.
+   */
+  uint64_t window_slow;
+  /*
+   Calls reported as success (slow ones included).
+   */
+  uint64_t successes;
+  /*
+   Calls reported as failure (slow ones included).
+   */
+  uint64_t failures;
+  /*
+   Successes and failures that were slow.
+   */
+  uint64_t slow;
+  /*
+   Calls reported as ignored, or dropped unreported.
+   */
+  uint64_t ignored;
+  /*
+   Results that arrived after the state they were admitted in had ended.
+   */
+  uint64_t late;
+  /*
+   Calls refused while Open or ForcedOpen.
+   */
+  uint64_t rejected_open;
+  /*
+   Calls refused while HalfOpen (quota or concurrency cap reached).
+   */
+  uint64_t rejected_half_open;
+  /*
+   Transitions into Closed (resets included).
+   */
+  uint64_t to_closed;
+  /*
+   Transitions into Open.
+   */
+  uint64_t to_open;
+  /*
+   Transitions into HalfOpen.
+   */
+  uint64_t to_half_open;
+  /*
+   Transitions into Disabled.
+   */
+  uint64_t to_disabled;
+  /*
+   Transitions into ForcedOpen.
+   */
+  uint64_t to_forced_open;
+  /*
+   Transitions into MetricsOnly.
+   */
+  uint64_t to_metrics_only;
+} valve_breaker_snapshot;
+
+/*
+ The cost of a retry for each [`CostClass`], in the quota's units.
+ */
+typedef struct valve_retry_costs {
+  /*
+   Cost of a [`CostClass::Transient`] retry.
+   */
+  uint32_t transient;
+  /*
+   Cost of a [`CostClass::Timeout`] retry.
+   */
+  uint32_t timeout;
+  /*
+   Cost of a [`CostClass::Throttling`] retry.
+   */
+  uint32_t throttling;
+} valve_retry_costs;
+
+/*
+ Configuration of a `valve_token_quota`; fill it with a preset, then change fields.
+ */
+typedef struct valve_token_quota_config {
+  /*
+   Most tokens the quota holds, at least 1.
+   */
+  uint32_t capacity;
+  /*
+   Tokens at creation, at most `capacity`.
+   */
+  uint32_t initial;
+  /*
+   One of `valve_quota_rule`.
+   */
+  uint32_t rule;
+  /*
+   ABOVE_THRESHOLD only: a retry needs the balance after the debit strictly above this.
+   */
+  uint32_t threshold;
+  /*
+   Cost of each class of retry, each in `[1, capacity]`.
+   */
+  struct valve_retry_costs costs;
+  /*
+   What a success gives back when it refunds nothing, at least 1.
+   */
+  uint32_t success_credit;
+  /*
+   Whether a success after a granted retry gives back that retry's tokens instead.
+   */
+  bool refund_on_success;
+} valve_token_quota_config;
+
+/*
+ Tokens a granted retry took, to hand back to [`TokenQuota::on_success`] when the retried
+ call succeeds.
+ */
+typedef struct valve_quota_withdrawal {
+  /*
+   Tokens taken from the balance (under [`QuotaRule::ConsumeRemaining`] possibly less than
+   the class's cost).
+   */
+  uint32_t tokens;
+} valve_quota_withdrawal;
+
+/*
+ A budget's balance and counters, read without locks or allocation; crosses the C ABI.
+
+ Units are the budget's own: milli-tokens for the gRPC preset, tokens for the AWS presets,
+ Finagle's ×1000 units for [`WindowedBudget`], retries for [`ConcurrencyBudget`]. Fields are
+ read separately, so under concurrent use they may come from slightly different instants.
+ */
+typedef struct valve_budget_snapshot {
+  /*
+   What is available now: the token balance; the windowed count (reserve plus live
+   deposits minus live withdrawals, negative while withdrawals outlive the deposits that
+   paid for them); or the concurrency budget's free retry slots (negative when the budget
+   shrank below the retries already running).
+   */
+  int64_t balance;
+  /*
+   The most the balance can be: the quota's capacity; the concurrency budget's current
+   maximum of retries in flight; 0 for the windowed budget, which has no fixed cap.
+   */
+  uint64_t capacity;
+  /*
+   Retries (and hedges) granted. The token quota counts them modulo 2^32.
+   */
+  uint64_t allowed;
+  /*
+   Retries (and hedges) refused.
+   */
+  uint64_t denied;
+  /*
+   Requests in flight (active plus pending) the concurrency budget is sized from; 0 for
+   the other budgets.
+   */
+  uint64_t outstanding;
+  /*
+   Retries in flight in the concurrency budget; 0 for the other budgets.
+   */
+  uint64_t retries_in_flight;
+} valve_budget_snapshot;
+
+/*
+ Configuration of a `valve_windowed_budget` (Finagle's `RetryBudget` arguments).
+ */
+typedef struct valve_windowed_config {
+  /*
+   How long a deposit or withdrawal counts, ns: 1 s to 60 s inclusive.
+   */
+  uint64_t ttl_ns;
+  /*
+   Retries per second allowed however little traffic there is (the reserve).
+   */
+  uint32_t min_retries_per_sec;
+  /*
+   Retries allowed per request, as a fraction (0.2 is 20 %), in `[0, 1000]`.
+   */
+  double percent_can_retry;
+} valve_windowed_config;
+
+/*
+ Configuration of a `valve_concurrency_budget` (Envoy's retry budget).
+ */
+typedef struct valve_concurrency_budget_config {
+  /*
+   Percent of the requests in flight that may be retries, in `[0, 100]`.
+   */
+  double budget_percent;
+  /*
+   Retries allowed in flight however few requests are.
+   */
+  uint32_t min_retry_concurrency;
+} valve_concurrency_budget_config;
 
 /*
  Configuration of the FIXED algorithm.
@@ -256,6 +1056,259 @@ typedef struct valve_aimd_config {
 } valve_aimd_config;
 
 /*
+ Configuration of the GRADIENT2 algorithm (Netflix `Gradient2Limit` and valve's fixes).
+ */
+typedef struct valve_gradient2_config {
+  /*
+   Limit before the first window, in `[min_limit, max_limit]`.
+   */
+  uint32_t initial_limit;
+  /*
+   Smallest limit, at least 1.
+   */
+  uint32_t min_limit;
+  /*
+   Largest limit, at most `VALVE_MAX_LIMIT`.
+   */
+  uint32_t max_limit;
+  /*
+   Weight of the new estimate against the current limit, in `(0, 1]`.
+   */
+  double smoothing;
+  /*
+   Whether increases are smoothed too (Netflix) or only decreases (valve).
+   */
+  bool smooth_increases;
+  /*
+   One of `valve_queue_size`.
+   */
+  uint32_t queue_size_kind;
+  /*
+   The allowance (FIXED) or its floor (SQUARE_ROOT).
+   */
+  uint32_t queue_size;
+  /*
+   Whether the allowance is added only in windows that show no queueing.
+   */
+  bool queue_only_when_unqueued;
+  /*
+   How far the short RTT may rise above the long one before the limit shrinks, at least 1.
+   */
+  double rtt_tolerance;
+  /*
+   Windows the long-RTT average spans, at least 1.
+   */
+  uint32_t long_window;
+  /*
+   Windows averaged plainly before the exponential average starts.
+   */
+  uint32_t long_warmup;
+  /*
+   Factor applied to the long RTT when it is over twice the short one, in `(0, 1]`.
+   */
+  double long_rtt_decay;
+  /*
+   Whether `baseline_band` is used (valve) or the long RTT learns from every window.
+   */
+  bool use_baseline_band;
+  /*
+   The long RTT learns only from windows within `(1 + baseline_band)` times it.
+   */
+  double baseline_band;
+  /*
+   Upper bound on the long RTT, ns; 0 for none.
+   */
+  uint64_t max_healthy_rtt_ns;
+  /*
+   Windows at `min_limit` after which the long RTT restarts (0: never).
+   */
+  uint32_t rebaseline_after;
+  /*
+   Factor applied on a window with a drop, in `[0.5, 1)`; 0 ignores drops (Netflix).
+   */
+  double backoff_ratio;
+  /*
+   Exponential growth until the first signal.
+   */
+  bool slow_start;
+  /*
+   How samples are aggregated.
+   */
+  struct valve_window_config window;
+} valve_gradient2_config;
+
+/*
+ Configuration of the VEGAS algorithm (Netflix `VegasLimit` and valve's fixes).
+ */
+typedef struct valve_vegas_config {
+  /*
+   Limit before the first window, in `[min_limit, max_limit]`.
+   */
+  uint32_t initial_limit;
+  /*
+   Smallest limit, at least 1.
+   */
+  uint32_t min_limit;
+  /*
+   Largest limit, at most `VALVE_MAX_LIMIT`.
+   */
+  uint32_t max_limit;
+  /*
+   Queue below which the limit grows.
+   */
+  uint32_t alpha;
+  /*
+   Queue above which the limit shrinks; also the fast growth step.
+   */
+  uint32_t beta;
+  /*
+   Whether `alpha` and `beta` are multiplied by `log10(L)`.
+   */
+  bool log10_scaled;
+  /*
+   Weight of the new limit against the current one, in `(0, 1]`.
+   */
+  double smoothing;
+  /*
+   Probe the no-load RTT every `jitter * probe_multiplier * L` windows; 0: never.
+   */
+  uint32_t probe_multiplier;
+  /*
+   One of `valve_vegas_decrease`.
+   */
+  uint32_t decrease;
+  /*
+   The ratio of `VALVE_VEGAS_DECREASE_RATIO`, in `(0, 1)`; read only for that kind.
+   */
+  double decrease_ratio;
+  /*
+   Factor applied on a window with a drop, in `[0.5, 1)`; 0 applies `decrease`.
+   */
+  double backoff_ratio;
+  /*
+   Windows at `min_limit` after which the no-load RTT restarts (0: never).
+   */
+  uint32_t rebaseline_after;
+  /*
+   Exponential growth until the first signal.
+   */
+  bool slow_start;
+  /*
+   Seed of the probe jitter.
+   */
+  uint64_t seed;
+  /*
+   How samples are aggregated.
+   */
+  struct valve_window_config window;
+} valve_vegas_config;
+
+/*
+ Configuration of the ENVOY_GRADIENT algorithm (Envoy's gradient controller).
+ */
+typedef struct valve_envoy_gradient_config {
+  /*
+   Limit before the first window.
+   */
+  uint32_t initial_limit;
+  /*
+   The limit pinned during a measurement, in `[min_limit, max_limit]`.
+   */
+  uint32_t min_concurrency;
+  /*
+   Smallest limit, at least 1.
+   */
+  uint32_t min_limit;
+  /*
+   Largest limit, at most `VALVE_MAX_LIMIT`.
+   */
+  uint32_t max_limit;
+  /*
+   Fraction of the minimum RTT tolerated as queueing, in `[0, 1]`.
+   */
+  double buffer;
+  /*
+   One of `valve_min_rtt`.
+   */
+  uint32_t min_rtt;
+  /*
+   MEASURE: time between measurements, ns.
+   */
+  uint64_t min_rtt_interval_ns;
+  /*
+   MEASURE: random extra delay as a fraction of the interval, in `[0, 1]`.
+   */
+  double min_rtt_jitter;
+  /*
+   MEASURE: samples per measurement.
+   */
+  uint32_t min_rtt_request_count;
+  /*
+   MEASURE: pin the limit at `min_concurrency` while measuring (Envoy).
+   */
+  bool min_rtt_pin;
+  /*
+   FIXED: the minimum RTT, ns.
+   */
+  uint64_t min_rtt_fixed_ns;
+  /*
+   Updates at the minimum after which the minimum RTT is measured again; 0: never.
+   */
+  uint32_t remeasure_after;
+  /*
+   Factor applied on a window with a drop, in `[0.5, 1)`; 0 ignores drops (Envoy).
+   */
+  double backoff_ratio;
+  /*
+   Whether a window whose in-flight stayed below half the limit may not raise it.
+   */
+  bool app_limited;
+  /*
+   Exponential growth until the first signal.
+   */
+  bool slow_start;
+  /*
+   Seed of the measurement jitter.
+   */
+  uint64_t seed;
+  /*
+   How samples are aggregated; needs a `percentile`.
+   */
+  struct valve_window_config window;
+} valve_envoy_gradient_config;
+
+/*
+ The limiter's waiter queue, used by `valve_limiter_acquire_until` and `_acquire_timeout`.
+ */
+typedef struct valve_queue_config {
+  /*
+   Hard cap on queued waiters (0: a wait that finds no free slot is refused at once).
+   */
+  uint32_t max_waiters;
+  /*
+   One of `valve_queue_ordering`.
+   */
+  uint32_t ordering;
+  /*
+   ADAPTIVE: age of the oldest waiter, ns, from which ordering is LIFO.
+   */
+  uint64_t max_age_ns;
+  /*
+   Queue length, as a multiple of the limit, from which new waiters are refused with
+   rising probability; finite, in `[0, reject_all_at]`.
+   */
+  double reject_from;
+  /*
+   Queue length, as a multiple of the limit, at which every new waiter is refused.
+   */
+  double reject_all_at;
+  /*
+   Seed of the generator behind graded rejection.
+   */
+  uint64_t seed;
+} valve_queue_config;
+
+/*
  Configuration of a limiter: `algorithm` picks which of the per-algorithm members is read.
 
  Fill it with `valve_limiter_config_default()` or a preset, then change fields. Later
@@ -274,6 +1327,23 @@ typedef struct valve_limiter_config {
    Read when `algorithm` is `VALVE_ALGORITHM_AIMD`.
    */
   struct valve_aimd_config aimd;
+  /*
+   Read when `algorithm` is `VALVE_ALGORITHM_GRADIENT2`.
+   */
+  struct valve_gradient2_config gradient2;
+  /*
+   Read when `algorithm` is `VALVE_ALGORITHM_VEGAS`.
+   */
+  struct valve_vegas_config vegas;
+  /*
+   Read when `algorithm` is `VALVE_ALGORITHM_ENVOY_GRADIENT`.
+   */
+  struct valve_envoy_gradient_config envoy_gradient;
+  /*
+   The waiter queue of `valve_limiter_acquire_until` and `_acquire_timeout` (every preset:
+   FIFO, up to 4096 waiters, graded rejection from 2x to 3x the limit).
+   */
+  struct valve_queue_config queue;
 } valve_limiter_config;
 
 /*
@@ -282,7 +1352,8 @@ typedef struct valve_limiter_config {
  A plain value in caller memory; nothing is allocated for it. Release it exactly once,
  through the struct the acquire filled in (or one it was moved to). The limiter tracks the
  struct it is handed, not copies: releasing one copy marks that copy only, so releasing a
- second copy returns another caller's slot. Do not copy a held permit.
+ second copy returns another caller's slot (or, when the limiter holds no slot at all,
+ answers `VALVE_STALE_PERMIT` and changes nothing). Do not copy a held permit.
  */
 typedef struct valve_permit {
   /*
@@ -385,6 +1456,600 @@ const char *valve_version(void);
 uint32_t valve_version_number(void);
 
 /*
+ Doubling from `initial_ns` up to `max_ns` with `jitter` (a `valve_jitter`; checked by
+ `valve_backoff_new`), retry-after ignored. Thread-safe.
+ */
+struct valve_backoff_config valve_backoff_config_exponential(uint64_t initial_ns,
+                                                             uint64_t max_ns,
+                                                             uint32_t jitter);
+
+/*
+ gRPC A6: `min(initial * multiplier^(n-1), max) * U(0.8, 1.2)`; pushback sets the next
+ delay exactly. Thread-safe.
+ */
+struct valve_backoff_config valve_backoff_config_grpc(uint64_t initial_ns,
+                                                      uint64_t max_ns,
+                                                      double multiplier);
+
+/*
+ AWS legacy (botocore): `U[0, min(1 s * 2^(n-1), 20 s))`. Thread-safe.
+ */
+struct valve_backoff_config valve_backoff_config_aws_legacy(void);
+
+/*
+ AWS 2026: full jitter from 50 ms (1 s when `throttling`) up to 20 s, retry-after honoured
+ within 5 s. Thread-safe.
+ */
+struct valve_backoff_config valve_backoff_config_aws_2026(bool throttling);
+
+/*
+ aws-c-io: full jitter, 500 ms scale, 20 s cap. Thread-safe.
+ */
+struct valve_backoff_config valve_backoff_config_aws_c_io(void);
+
+/*
+ Creates a backoff sequence from `config`, its jitter drawn from a generator seeded with
+ `seed` (equal seeds give equal sequences). Answers `VALVE_OK`, `VALVE_INVALID_ARGUMENT`
+ (unknown enumeration value or a config `Backoff` refuses) or `VALVE_NULL_POINTER`; on
+ failure `*out` is NULL. Thread-safe.
+
+ # Safety
+
+ `config` must be NULL or readable; `out` NULL or writable for one pointer.
+ */
+valve_status valve_backoff_new(const struct valve_backoff_config *config,
+                               uint64_t seed,
+                               struct valve_backoff **out);
+
+/*
+ Frees a backoff; NULL is a no-op.
+
+ # Safety
+
+ `backoff` must be NULL or a live handle, unused by any other call now or later.
+ */
+void valve_backoff_free(struct valve_backoff *backoff);
+
+/*
+ The next retry's delay, ns, into `*out_ns`. `retry_after_ns` is the server's retry-after,
+ or `UINT64_MAX` when it sent none. Answers `VALVE_OK` or `VALVE_NULL_POINTER` (nothing
+ advances). Not thread-safe: one thread at a time per backoff.
+
+ # Safety
+
+ `backoff` must be NULL or a live handle no other thread uses during the call; `out_ns`
+ NULL or writable.
+ */
+valve_status valve_backoff_next_delay_ns(struct valve_backoff *backoff,
+                                         uint64_t retry_after_ns,
+                                         uint64_t *out_ns);
+
+/*
+ Starts the sequence again from `initial_ns` (after a success). Answers `VALVE_OK` or
+ `VALVE_NULL_POINTER`. Not thread-safe: one thread at a time per backoff.
+
+ # Safety
+
+ As `valve_backoff_next_delay_ns`.
+ */
+valve_status valve_backoff_reset(struct valve_backoff *backoff);
+
+/*
+ valve's defaults: 50 % failures over a 10 s window (at least 20 calls) or 5 in a row; open
+ 5 s backing off to 60 s with 20 % jitter; 3 probes one at a time; 30 s half-open timeout.
+ Thread-safe.
+ */
+struct valve_breaker_config valve_breaker_config_default(void);
+
+/*
+ resilience4j's `CircuitBreakerConfig` defaults. Thread-safe.
+ */
+struct valve_breaker_config valve_breaker_config_resilience4j(void);
+
+/*
+ gobreaker's defaults. Thread-safe.
+ */
+struct valve_breaker_config valve_breaker_config_gobreaker(void);
+
+/*
+ Polly's `CircuitBreakerStrategyOptions` defaults. Thread-safe.
+ */
+struct valve_breaker_config valve_breaker_config_polly(void);
+
+/*
+ Hystrix's defaults. Thread-safe.
+ */
+struct valve_breaker_config valve_breaker_config_hystrix(void);
+
+/*
+ Creates a breaker from `config` into `*out`, reading a monotonic clock whose origin is now.
+ Answers `VALVE_OK`, `VALVE_INVALID_ARGUMENT` (an unknown enumeration value or a config
+ `Breaker::new` refuses) or `VALVE_NULL_POINTER`; on failure `*out` is NULL. Thread-safe.
+
+ # Safety
+
+ `config` must be NULL or readable; `out` NULL or writable for one pointer.
+ */
+valve_status valve_breaker_new(const struct valve_breaker_config *config,
+                               struct valve_breaker **out);
+
+/*
+ Frees a breaker; NULL is a no-op. Not thread-safe: nothing else may use it. Permits still
+ held become foreign to every live breaker.
+
+ # Safety
+
+ `breaker` must be NULL or a live handle, unused by any other call now or later.
+ */
+void valve_breaker_free(struct valve_breaker *breaker);
+
+/*
+ May a call go now? Reads the breaker's clock. Answers `VALVE_OK` with a held permit in
+ `*out` (report it with `valve_breaker_record`), `VALVE_REJECTED` with an empty permit when
+ the breaker is open, forced open or out of half-open probes, or `VALVE_NULL_POINTER`.
+ Thread-safe.
+
+ # Safety
+
+ `breaker` must be NULL or a live handle; `out` NULL or writable and not accessed by another
+ thread during the call.
+ */
+valve_status valve_breaker_try_acquire(const struct valve_breaker *breaker,
+                                       struct valve_breaker_permit *out);
+
+/*
+ As `valve_breaker_try_acquire` at `now_ns` (the breaker's timeline: ns since its creation).
+ Thread-safe.
+
+ # Safety
+
+ As `valve_breaker_try_acquire`.
+ */
+valve_status valve_breaker_try_acquire_at(const struct valve_breaker *breaker,
+                                          uint64_t now_ns,
+                                          struct valve_breaker_permit *out);
+
+/*
+ Reports how a permitted call ended (`outcome`, a `valve_breaker_outcome`), reading the
+ breaker's clock for its duration.
+
+ Checks, in this order: pointers (`VALVE_NULL_POINTER`), the outcome
+ (`VALVE_INVALID_ARGUMENT`), the permit's state (`VALVE_STALE_PERMIT` if reported or empty,
+ `VALVE_INVALID_ARGUMENT` if not a `valve_permit_state`), its breaker
+ (`VALVE_FOREIGN_PERMIT`); any error changes nothing. On `VALVE_OK` the result is recorded
+ and `permit->state` becomes `VALVE_PERMIT_RELEASED`. A result from an older state
+ generation is counted as late and moves nothing. Thread-safe for the breaker; a given
+ permit must not be reported by two threads at once.
+
+ # Safety
+
+ `breaker` must be NULL or a live handle; `permit` NULL or writable and not accessed by
+ another thread during the call.
+ */
+valve_status valve_breaker_record(const struct valve_breaker *breaker,
+                                  struct valve_breaker_permit *permit,
+                                  uint32_t outcome);
+
+/*
+ As `valve_breaker_record`, the call having ended at `now_ns`. Thread-safe.
+
+ # Safety
+
+ As `valve_breaker_record`.
+ */
+valve_status valve_breaker_record_at(const struct valve_breaker *breaker,
+                                     struct valve_breaker_permit *permit,
+                                     uint32_t outcome,
+                                     uint64_t now_ns);
+
+/*
+ The current state (a `valve_breaker_state`) into `*out`, making no transition: an Open
+ breaker past its deadline reads Open until a call or `valve_breaker_poll_at` finds it.
+ Answers `VALVE_OK` or `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `breaker` must be NULL or a live handle; `out` NULL or writable.
+ */
+valve_status valve_breaker_get_state(const struct valve_breaker *breaker, uint32_t *out);
+
+/*
+ Makes the transitions due at `now_ns` (Open to HalfOpen, a half-open timeout) and stores
+ the state after them in `*out`. For callers keeping a timer from
+ `valve_breaker_next_transition_at`. Answers `VALVE_OK` or `VALVE_NULL_POINTER` (nothing
+ changes). Thread-safe.
+
+ # Safety
+
+ `breaker` must be NULL or a live handle; `out` NULL or writable.
+ */
+valve_status valve_breaker_poll_at(const struct valve_breaker *breaker,
+                                   uint64_t now_ns,
+                                   uint32_t *out);
+
+/*
+ When the next lazy transition becomes due (ns on the breaker's timeline) into `*out`:
+ the end of the open duration or the half-open timeout; `UINT64_MAX` when none is scheduled.
+ Answers `VALVE_OK` or `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `breaker` must be NULL or a live handle; `out` NULL or writable.
+ */
+valve_status valve_breaker_next_transition_at(const struct valve_breaker *breaker, uint64_t *out);
+
+/*
+ Moves the breaker to `to` (a `valve_breaker_state`) by hand at `now_ns`, in a new
+ generation; `*out_moved` (optional, may be NULL) tells whether it moved (false if it was
+ already in `to`). Answers `VALVE_OK`, `VALVE_INVALID_ARGUMENT` for an unknown state, or
+ `VALVE_NULL_POINTER`. Outstanding permits become late. Thread-safe.
+
+ # Safety
+
+ `breaker` must be NULL or a live handle; `out_moved` NULL or writable.
+ */
+valve_status valve_breaker_transition_to_at(const struct valve_breaker *breaker,
+                                            uint32_t to,
+                                            uint64_t now_ns,
+                                            bool *out_moved);
+
+/*
+ As `valve_breaker_transition_to_at`, reading the breaker's clock. Thread-safe.
+
+ # Safety
+
+ As `valve_breaker_transition_to_at`.
+ */
+valve_status valve_breaker_transition_to(const struct valve_breaker *breaker,
+                                         uint32_t to,
+                                         bool *out_moved);
+
+/*
+ Closes the breaker whatever its state, in a new generation, with empty windows and the
+ open backoff reset (resilience4j `reset`), reading its clock. Outstanding permits become
+ late. Answers `VALVE_OK` or `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `breaker` must be NULL or a live handle.
+ */
+valve_status valve_breaker_reset(const struct valve_breaker *breaker);
+
+/*
+ As `valve_breaker_reset` at `now_ns`. Thread-safe.
+
+ # Safety
+
+ `breaker` must be NULL or a live handle.
+ */
+valve_status valve_breaker_reset_at(const struct valve_breaker *breaker, uint64_t now_ns);
+
+/*
+ Reads the breaker's state, counters and gauges into `*out`, without locks or allocation.
+ Answers `VALVE_OK` or `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `breaker` must be NULL or a live handle; `out` NULL or writable.
+ */
+valve_status valve_breaker_get_snapshot(const struct valve_breaker *breaker,
+                                        struct valve_breaker_snapshot *out);
+
+/*
+ The id permits of this breaker carry in `breaker_id` (0 for NULL). Thread-safe.
+
+ # Safety
+
+ `breaker` must be NULL or a live handle.
+ */
+uint64_t valve_breaker_id(const struct valve_breaker *breaker);
+
+/*
+ AWS standard retry quota, legacy costs (botocore, aws-sdk-go-v2): 500 tokens, a retry costs
+ 5 (10 after a timeout), a first-attempt success gives 1, a success after a retry refunds
+ its cost. Thread-safe.
+ */
+struct valve_token_quota_config valve_token_quota_config_aws_standard_legacy(void);
+
+/*
+ AWS standard retry quota with the 2026 costs (`AWS_NEW_RETRIES_2026`). Thread-safe.
+ */
+struct valve_token_quota_config valve_token_quota_config_aws_standard_2026(void);
+
+/*
+ aws-c-io's standard retry strategy quota (refused only at 0). Thread-safe.
+ */
+struct valve_token_quota_config valve_token_quota_config_aws_c_io(void);
+
+/*
+ gRPC A6 retry throttling in milli-tokens: `max_tokens` in `(0, 1000]`, `token_ratio > 0`
+ (digits beyond the third decimal ignored). Writes the config to `*out`; answers `VALVE_OK`,
+ `VALVE_INVALID_ARGUMENT` (out untouched) or `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `out` must be NULL or writable.
+ */
+valve_status valve_token_quota_config_grpc_a6(double max_tokens,
+                                              double token_ratio,
+                                              struct valve_token_quota_config *out);
+
+/*
+ Creates a token quota from `config` into `*out`. Answers `VALVE_OK`,
+ `VALVE_INVALID_ARGUMENT` (unknown rule, or a config `TokenQuota::new` refuses) or
+ `VALVE_NULL_POINTER`; on failure `*out` is NULL. Thread-safe.
+
+ # Safety
+
+ `config` must be NULL or readable; `out` NULL or writable for one pointer.
+ */
+valve_status valve_token_quota_new(const struct valve_token_quota_config *config,
+                                   struct valve_token_quota **out);
+
+/*
+ Frees a token quota; NULL is a no-op. Not thread-safe: nothing else may use it.
+
+ # Safety
+
+ `quota` must be NULL or a live handle, unused by any other call now or later.
+ */
+void valve_token_quota_free(struct valve_token_quota *quota);
+
+/*
+ A call failed with an error of `class` (a `valve_cost_class`): may it be retried?
+
+ gRPC rule: call it on every qualified failure, the last attempt's included (the failure is
+ charged either way). AWS rules: call it only when a retry would otherwise be sent. Answers
+ `VALVE_OK` with the tokens taken in `*out` (give them to `valve_token_quota_on_success` if
+ the retry succeeds); `VALVE_BUDGET_EXHAUSTED` when the client's own quota refuses (`*out`
+ holds 0 tokens; do not retry); `VALVE_INVALID_ARGUMENT` for an unknown class and
+ `VALVE_NULL_POINTER`, both changing nothing. Thread-safe.
+
+ # Safety
+
+ `quota` must be NULL or a live handle; `out` NULL or writable.
+ */
+valve_status valve_token_quota_try_retry(const struct valve_token_quota *quota,
+                                         uint32_t class_,
+                                         struct valve_quota_withdrawal *out);
+
+/*
+ May a hedged attempt go now? Takes nothing. Answers `VALVE_OK`, `VALVE_BUDGET_EXHAUSTED`
+ (counted as denied) or `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `quota` must be NULL or a live handle.
+ */
+valve_status valve_token_quota_may_hedge(const struct valve_token_quota *quota);
+
+/*
+ A call succeeded. `retry` is the withdrawal of the retry that produced the success, or
+ NULL for a first attempt. With `refund_on_success` its tokens come back, else
+ `success_credit` does. The withdrawal is consumed: its `tokens` become 0, so passing it
+ again refunds nothing. Answers `VALVE_OK` or `VALVE_NULL_POINTER` (NULL `quota`).
+ Thread-safe for the quota; a withdrawal must not be passed by two threads at once.
+
+ # Safety
+
+ `quota` must be NULL or a live handle; `retry` NULL or writable.
+ */
+valve_status valve_token_quota_on_success(const struct valve_token_quota *quota,
+                                          struct valve_quota_withdrawal *retry);
+
+/*
+ Tokens available now, in the quota's units (milli-tokens for gRPC); 0 for NULL.
+ Thread-safe.
+
+ # Safety
+
+ `quota` must be NULL or a live handle.
+ */
+uint32_t valve_token_quota_balance(const struct valve_token_quota *quota);
+
+/*
+ Reads the quota's balance and counters into `*out`. Answers `VALVE_OK` or
+ `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `quota` must be NULL or a live handle; `out` NULL or writable.
+ */
+valve_status valve_token_quota_get_snapshot(const struct valve_token_quota *quota,
+                                            struct valve_budget_snapshot *out);
+
+/*
+ Finagle's `RetryBudget()` default (also tower's): ttl 10 s, 10 retries per second, 20 %.
+ Thread-safe.
+ */
+struct valve_windowed_config valve_windowed_config_finagle(void);
+
+/*
+ Creates a windowed budget from `config` into `*out`, reading a monotonic clock whose origin
+ is now. Answers `VALVE_OK`, `VALVE_INVALID_ARGUMENT` or `VALVE_NULL_POINTER`; on failure
+ `*out` is NULL. Thread-safe.
+
+ # Safety
+
+ `config` must be NULL or readable; `out` NULL or writable for one pointer.
+ */
+valve_status valve_windowed_budget_new(const struct valve_windowed_config *config,
+                                       struct valve_windowed_budget **out);
+
+/*
+ Frees a windowed budget; NULL is a no-op. Not thread-safe: nothing else may use it.
+
+ # Safety
+
+ `budget` must be NULL or a live handle, unused by any other call now or later.
+ */
+void valve_windowed_budget_free(struct valve_windowed_budget *budget);
+
+/*
+ A request was sent (first attempts only): deposits its share of retries, reading the
+ budget's clock. Answers `VALVE_OK` or `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `budget` must be NULL or a live handle.
+ */
+valve_status valve_windowed_budget_deposit(const struct valve_windowed_budget *budget);
+
+/*
+ As `valve_windowed_budget_deposit` at `now_ns` (the budget's timeline: ns since its
+ creation). Thread-safe.
+
+ # Safety
+
+ `budget` must be NULL or a live handle.
+ */
+valve_status valve_windowed_budget_deposit_at(const struct valve_windowed_budget *budget,
+                                              uint64_t now_ns);
+
+/*
+ May a retry go now? Withdraws one retry if so, reading the budget's clock. Answers
+ `VALVE_OK`, `VALVE_BUDGET_EXHAUSTED` (the client's own budget refused: do not retry) or
+ `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `budget` must be NULL or a live handle.
+ */
+valve_status valve_windowed_budget_try_withdraw(const struct valve_windowed_budget *budget);
+
+/*
+ As `valve_windowed_budget_try_withdraw` at `now_ns`. Thread-safe.
+
+ # Safety
+
+ `budget` must be NULL or a live handle.
+ */
+valve_status valve_windowed_budget_try_withdraw_at(const struct valve_windowed_budget *budget,
+                                                   uint64_t now_ns);
+
+/*
+ Retries the budget would allow now (Finagle's `balance`: reserve plus live deposits minus
+ live withdrawals, divided by one withdrawal, truncated; negative while withdrawals outlive
+ their deposits), reading the budget's clock; 0 for NULL. Thread-safe.
+
+ # Safety
+
+ `budget` must be NULL or a live handle.
+ */
+int64_t valve_windowed_budget_balance(const struct valve_windowed_budget *budget);
+
+/*
+ As `valve_windowed_budget_balance` at `now_ns`. Thread-safe.
+
+ # Safety
+
+ `budget` must be NULL or a live handle.
+ */
+int64_t valve_windowed_budget_balance_at(const struct valve_windowed_budget *budget,
+                                         uint64_t now_ns);
+
+/*
+ Reads the budget's balance and counters into `*out`, reading its clock. Answers `VALVE_OK`
+ or `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `budget` must be NULL or a live handle; `out` NULL or writable.
+ */
+valve_status valve_windowed_budget_get_snapshot(const struct valve_windowed_budget *budget,
+                                                struct valve_budget_snapshot *out);
+
+/*
+ As `valve_windowed_budget_get_snapshot` at `now_ns`. Thread-safe.
+
+ # Safety
+
+ As `valve_windowed_budget_get_snapshot`.
+ */
+valve_status valve_windowed_budget_get_snapshot_at(const struct valve_windowed_budget *budget,
+                                                   uint64_t now_ns,
+                                                   struct valve_budget_snapshot *out);
+
+/*
+ Envoy's defaults: 20 % of active plus pending requests, at least 3 retries. Thread-safe.
+ */
+struct valve_concurrency_budget_config valve_concurrency_budget_config_envoy(void);
+
+/*
+ Creates a concurrency budget from `config` into `*out`. Answers `VALVE_OK`,
+ `VALVE_INVALID_ARGUMENT` (`budget_percent` outside `[0, 100]` or NaN) or
+ `VALVE_NULL_POINTER`; on failure `*out` is NULL. Thread-safe.
+
+ # Safety
+
+ `config` must be NULL or readable; `out` NULL or writable for one pointer.
+ */
+valve_status valve_concurrency_budget_new(const struct valve_concurrency_budget_config *config,
+                                          struct valve_concurrency_budget **out);
+
+/*
+ Frees a concurrency budget; NULL is a no-op. Not thread-safe: nothing else may use it.
+
+ # Safety
+
+ `budget` must be NULL or a live handle, unused by any other call now or later.
+ */
+void valve_concurrency_budget_free(struct valve_concurrency_budget *budget);
+
+/*
+ A request (first attempt or retry) became active or pending. Answers `VALVE_OK` or
+ `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `budget` must be NULL or a live handle.
+ */
+valve_status valve_concurrency_budget_request_started(const struct valve_concurrency_budget *budget);
+
+/*
+ A request finished. Answers `VALVE_OK`, `VALVE_STALE_PERMIT` (none was outstanding:
+ nothing changes) or `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `budget` must be NULL or a live handle.
+ */
+valve_status valve_concurrency_budget_request_finished(const struct valve_concurrency_budget *budget);
+
+/*
+ May a retry start now? If `VALVE_OK`, it holds a retry slot until
+ `valve_concurrency_budget_retry_finished`. `VALVE_BUDGET_EXHAUSTED`: the client's own budget
+ refused (retries in flight reached `max(outstanding * percent, min)`); do not retry.
+ Thread-safe.
+
+ # Safety
+
+ `budget` must be NULL or a live handle.
+ */
+valve_status valve_concurrency_budget_try_start_retry(const struct valve_concurrency_budget *budget);
+
+/*
+ A retry that `try_start_retry` allowed finished. Answers `VALVE_OK`, `VALVE_STALE_PERMIT`
+ (no retry was in flight: nothing changes) or `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `budget` must be NULL or a live handle.
+ */
+valve_status valve_concurrency_budget_retry_finished(const struct valve_concurrency_budget *budget);
+
+/*
+ Reads the budget's free retry slots, maximum and counters into `*out`. Answers `VALVE_OK`
+ or `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `budget` must be NULL or a live handle; `out` NULL or writable.
+ */
+valve_status valve_concurrency_budget_get_snapshot(const struct valve_concurrency_budget *budget,
+                                                   struct valve_budget_snapshot *out);
+
+/*
  valve's AIMD defaults: initial 20, limits `[1, 1000]`, backoff 0.9, step 1, utilisation 0.5,
  timeout 5 s, windows of twice the min RTT between 10 ms and 1 s with at least 10 samples.
  `fixed.limit` is 20, so switching `algorithm` to FIXED also gives a valid config.
@@ -404,6 +2069,45 @@ struct valve_limiter_config valve_limiter_config_aimd_netflix(void);
  The `aimd` member holds valve's defaults. Thread-safe.
  */
 struct valve_limiter_config valve_limiter_config_fixed(uint32_t limit);
+
+/*
+ valve's GRADIENT2 defaults (tolerance 1.25, allowance `max(4, sqrt L)`, baseline band 0.1,
+ backoff 0.9 on drops, slow start, limits `[1, 1000]`). Other members as
+ `valve_limiter_config_default()`. Thread-safe.
+ */
+struct valve_limiter_config valve_limiter_config_gradient2(void);
+
+/*
+ Netflix `Gradient2Limit` parity behind Netflix `WindowedLimit` defaults (initial 20, limits
+ `[20, 200]`, smoothing 0.2, queue 4, tolerance 1.5, long window 600, drops ignored).
+ Thread-safe.
+ */
+struct valve_limiter_config valve_limiter_config_gradient2_netflix(void);
+
+/*
+ valve's VEGAS defaults (no probing, decrease to the estimate, backoff 0.9 on drops, slow
+ start). Thread-safe.
+ */
+struct valve_limiter_config valve_limiter_config_vegas(void);
+
+/*
+ Netflix `VegasLimit` parity (initial 20, max 1000, alpha 3 and beta 6 scaled by log10,
+ probe multiplier 30, per sample). Thread-safe.
+ */
+struct valve_limiter_config valve_limiter_config_vegas_netflix(void);
+
+/*
+ valve's ENVOY_GRADIENT defaults (learned minimum RTT, no pinning, buffer 0.1, backoff 0.9
+ on drops, app-limited guard, slow start, p50 over valve windows). Thread-safe.
+ */
+struct valve_limiter_config valve_limiter_config_envoy_gradient(void);
+
+/*
+ Envoy's gradient controller defaults (p50 windows of 100 ms, buffer 0.25, min concurrency
+ 3, max 1000, a pinned minimum-RTT measurement every 60 s with 15 % jitter over 50
+ requests). Thread-safe.
+ */
+struct valve_limiter_config valve_limiter_config_envoy_gradient_envoy(void);
 
 /*
  Creates a limiter from `config` and stores it in `*out`.
@@ -466,8 +2170,10 @@ valve_status valve_limiter_try_acquire_at(const struct valve_limiter *limiter,
 
  Checks, in this order: pointers (`VALVE_NULL_POINTER`), the outcome
  (`VALVE_INVALID_ARGUMENT`), the permit's state (`VALVE_STALE_PERMIT` if released or empty,
- `VALVE_INVALID_ARGUMENT` if not a `valve_permit_state`), its limiter (`VALVE_FOREIGN_PERMIT`).
- Any error changes nothing. On `VALVE_OK` the slot is returned, the outcome is recorded and
+ `VALVE_INVALID_ARGUMENT` if not a `valve_permit_state`), its limiter (`VALVE_FOREIGN_PERMIT`),
+ then whether the limiter holds any slot (`VALVE_STALE_PERMIT` for a copy of a released
+ permit when nothing is in flight; the struct is still marked released). Any other error
+ changes nothing. On `VALVE_OK` the slot is returned, the outcome is recorded and
  `permit->state` becomes `VALVE_PERMIT_RELEASED`.
 
  Thread-safe for the limiter; a given permit must not be released by two threads at once.
@@ -494,6 +2200,47 @@ valve_status valve_limiter_release_at(const struct valve_limiter *limiter,
                                       struct valve_permit *permit,
                                       uint32_t outcome,
                                       uint64_t now_ns);
+
+/*
+ The limiter's clock now, ns since the handle was created: the timeline of the `_at`
+ functions' `now_ns` and of `valve_limiter_acquire_until`'s deadline (0 for NULL).
+ Thread-safe.
+
+ # Safety
+
+ `limiter` must be NULL or a live handle.
+ */
+uint64_t valve_limiter_now(const struct valve_limiter *limiter);
+
+/*
+ Waits, blocking the calling thread, until a slot is free or the limiter's clock reads
+ `deadline_ns` (see `valve_limiter_now`; `UINT64_MAX` waits without a deadline).
+
+ Waiters queue as `valve_limiter_config.queue` says; queued time is not part of the permit's
+ RTT. Answers `VALVE_OK` with a held permit; `VALVE_REJECTED` when the queue refused the
+ wait (full, or graded rejection); `VALVE_TIMEOUT` when the deadline passed first (a
+ deadline already past answers at once unless a slot is free); `VALVE_NULL_POINTER`. On
+ failure `*out` is an empty permit. Thread-safe: any number of threads may wait at once.
+
+ # Safety
+
+ As `valve_limiter_try_acquire`; `limiter` must stay live until the call returns.
+ */
+valve_status valve_limiter_acquire_until(const struct valve_limiter *limiter,
+                                         uint64_t deadline_ns,
+                                         struct valve_permit *out);
+
+/*
+ As `valve_limiter_acquire_until` with a deadline `timeout_ns` from now (saturating).
+ Thread-safe.
+
+ # Safety
+
+ As `valve_limiter_acquire_until`.
+ */
+valve_status valve_limiter_acquire_timeout(const struct valve_limiter *limiter,
+                                           uint64_t timeout_ns,
+                                           struct valve_permit *out);
 
 /*
  Sets the limit by hand, clamped to the algorithm's bounds, and stores the limit now in force

@@ -37,3 +37,11 @@ mod budget;
 fn budget_corpus() {
     replay("budget", budget::run);
 }
+
+#[path = "../fuzz/harness/c_abi.rs"]
+mod c_abi;
+
+#[test]
+fn c_abi_corpus() {
+    replay("c_abi", c_abi::run);
+}

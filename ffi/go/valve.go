@@ -1,5 +1,6 @@
 // Package valve is a Go binding of valve's C ABI (include/valve.h): a concurrency limiter that
-// admits work up to an adaptive limit and sheds the rest at once.
+// admits work up to an adaptive limit and sheds the rest at once (limiter in valve.go), retry
+// budgets and backoff (budget.go) and a circuit breaker (breaker.go).
 //
 // It links the static library built by `cargo build --release` at the repository root. Every
 // method of a Limiter is safe for concurrent use, except Close, which must not run concurrently
@@ -34,6 +35,7 @@ static void valve_go_empty(void) {}
 import "C"
 
 import (
+	"context"
 	"errors"
 	"runtime"
 	"time"
@@ -51,6 +53,8 @@ const (
 	StatusStalePermit     Status = C.VALVE_STALE_PERMIT
 	StatusForeignPermit   Status = C.VALVE_FOREIGN_PERMIT
 	StatusInternal        Status = C.VALVE_INTERNAL
+	StatusTimeout         Status = C.VALVE_TIMEOUT
+	StatusBudgetExhausted Status = C.VALVE_BUDGET_EXHAUSTED
 )
 
 // Errors returned by this package.
@@ -61,8 +65,12 @@ var (
 	ErrInvalidArgument error = StatusInvalidArgument
 	// ErrStalePermit: the permit was already released (or never held a slot).
 	ErrStalePermit error = StatusStalePermit
-	// ErrClosed: the limiter was closed.
-	ErrClosed = errors.New("valve: limiter is closed")
+	// ErrTimeout: a blocking acquire's deadline passed before a slot was free.
+	ErrTimeout error = StatusTimeout
+	// ErrBudgetExhausted: the client's own retry budget refused a retry. Do not retry.
+	ErrBudgetExhausted error = StatusBudgetExhausted
+	// ErrClosed: the limiter (or budget, backoff, breaker) was closed.
+	ErrClosed = errors.New("valve: handle is closed")
 )
 
 // Error names the code as the C library does, e.g. "valve: VALVE_REJECTED".
@@ -86,7 +94,35 @@ const (
 	Fixed Algorithm = C.VALVE_ALGORITHM_FIXED
 	// AIMD is additive increase, multiplicative decrease: Config.AIMD.
 	AIMD Algorithm = C.VALVE_ALGORITHM_AIMD
+	// Gradient2 is Netflix's RTT gradient; tuned by its preset (Gradient2Config).
+	Gradient2 Algorithm = C.VALVE_ALGORITHM_GRADIENT2
+	// Vegas is TCP Vegas's queue estimate; tuned by its preset (VegasConfig).
+	Vegas Algorithm = C.VALVE_ALGORITHM_VEGAS
+	// EnvoyGradient is Envoy's gradient controller; tuned by its preset (EnvoyGradientConfig).
+	EnvoyGradient Algorithm = C.VALVE_ALGORITHM_ENVOY_GRADIENT
 )
+
+// QueueOrdering says which waiter a freed slot goes to.
+type QueueOrdering uint32
+
+// The queue orderings.
+const (
+	FIFO     QueueOrdering = C.VALVE_QUEUE_FIFO
+	LIFO     QueueOrdering = C.VALVE_QUEUE_LIFO
+	Adaptive QueueOrdering = C.VALVE_QUEUE_ADAPTIVE
+)
+
+// QueueConfig configures the waiter queue of Acquire and AcquireTimeout; see
+// valve_queue_config in valve.h. The zero value has no queue: a wait that finds no free slot
+// is refused at once.
+type QueueConfig struct {
+	MaxWaiters  uint32
+	Ordering    QueueOrdering
+	MaxAge      time.Duration // Adaptive: age of the oldest waiter from which ordering is LIFO
+	RejectFrom  float64
+	RejectAllAt float64
+	Seed        uint64
+}
 
 // WindowConfig says how completed calls are aggregated before the algorithm sees them.
 type WindowConfig struct {
@@ -108,11 +144,17 @@ type AIMDConfig struct {
 	Window               WindowConfig
 }
 
-// Config configures a Limiter: Algorithm picks which of FixedLimit and AIMD is read.
+// Config configures a Limiter: Algorithm picks which of FixedLimit and AIMD is read. Gradient2,
+// Vegas and EnvoyGradient keep the tuning of the preset the Config came from (valve's defaults
+// for a Config built by hand).
 type Config struct {
 	Algorithm  Algorithm
 	FixedLimit uint32
 	AIMD       AIMDConfig
+	Queue      QueueConfig
+	// The preset's full C config, holding the members Go does not mirror.
+	base    C.valve_limiter_config
+	hasBase bool
 }
 
 // DefaultConfig is valve's AIMD defaults (valve_limiter_config_default).
@@ -126,8 +168,38 @@ func FixedConfig(limit uint32) Config {
 	return configFromC(C.valve_limiter_config_fixed(C.uint32_t(limit)))
 }
 
+// Gradient2Config is valve's Gradient2 defaults (valve_limiter_config_gradient2).
+func Gradient2Config() Config { return configFromC(C.valve_limiter_config_gradient2()) }
+
+// NetflixGradient2Config is Netflix Gradient2Limit parity (valve_limiter_config_gradient2_netflix).
+func NetflixGradient2Config() Config {
+	return configFromC(C.valve_limiter_config_gradient2_netflix())
+}
+
+// VegasConfig is valve's Vegas defaults (valve_limiter_config_vegas).
+func VegasConfig() Config { return configFromC(C.valve_limiter_config_vegas()) }
+
+// NetflixVegasConfig is Netflix VegasLimit parity (valve_limiter_config_vegas_netflix).
+func NetflixVegasConfig() Config { return configFromC(C.valve_limiter_config_vegas_netflix()) }
+
+// EnvoyGradientConfig is valve's Envoy gradient defaults (valve_limiter_config_envoy_gradient).
+func EnvoyGradientConfig() Config { return configFromC(C.valve_limiter_config_envoy_gradient()) }
+
+// EnvoyConfig is Envoy's gradient controller parity (valve_limiter_config_envoy_gradient_envoy).
+func EnvoyConfig() Config { return configFromC(C.valve_limiter_config_envoy_gradient_envoy()) }
+
 func configFromC(c C.valve_limiter_config) Config {
 	return Config{
+		base:    c,
+		hasBase: true,
+		Queue: QueueConfig{
+			MaxWaiters:  uint32(c.queue.max_waiters),
+			Ordering:    QueueOrdering(c.queue.ordering),
+			MaxAge:      durationFromNs(c.queue.max_age_ns),
+			RejectFrom:  float64(c.queue.reject_from),
+			RejectAllAt: float64(c.queue.reject_all_at),
+			Seed:        uint64(c.queue.seed),
+		},
 		Algorithm:  Algorithm(c.algorithm),
 		FixedLimit: uint32(c.fixed.limit),
 		AIMD: AIMDConfig{
@@ -158,12 +230,21 @@ func durationFromNs(ns C.uint64_t) time.Duration {
 
 func (c *Config) toC() (C.valve_limiter_config, error) {
 	a, w := &c.AIMD, &c.AIMD.Window
-	for _, d := range []time.Duration{a.Timeout, w.MinDuration, w.MaxDuration, w.MinRTTThreshold} {
+	for _, d := range []time.Duration{a.Timeout, w.MinDuration, w.MaxDuration, w.MinRTTThreshold, c.Queue.MaxAge} {
 		if d < 0 {
 			return C.valve_limiter_config{}, ErrInvalidArgument
 		}
 	}
-	var cfg C.valve_limiter_config
+	cfg := c.base
+	if !c.hasBase {
+		cfg = C.valve_limiter_config_default()
+	}
+	cfg.queue.max_waiters = C.uint32_t(c.Queue.MaxWaiters)
+	cfg.queue.ordering = C.uint32_t(c.Queue.Ordering)
+	cfg.queue.max_age_ns = C.uint64_t(c.Queue.MaxAge)
+	cfg.queue.reject_from = C.double(c.Queue.RejectFrom)
+	cfg.queue.reject_all_at = C.double(c.Queue.RejectAllAt)
+	cfg.queue.seed = C.uint64_t(c.Queue.Seed)
 	cfg.algorithm = C.uint32_t(c.Algorithm)
 	cfg.fixed.limit = C.uint32_t(c.FixedLimit)
 	cfg.aimd.initial_limit = C.uint32_t(a.InitialLimit)
@@ -230,6 +311,62 @@ func (l *Limiter) TryAcquire() (Permit, error) {
 	return p, statusError(status)
 }
 
+// acquireSlice bounds one blocking C wait when the context can be cancelled without a
+// deadline: the wait cannot be interrupted from Go, so it wakes this often to check.
+const acquireSlice = 50 * time.Millisecond
+
+// Acquire waits for a slot in the limiter's queue (Config.Queue), blocking the goroutine (and
+// its OS thread, inside the C call), until a slot is free, the queue refuses (ErrRejected) or
+// ctx ends (ctx.Err()). A C wait cannot be interrupted, so one that ctx could cancel waits in
+// slices of at most 50 ms (the last one ending exactly at ctx's deadline) and checks ctx
+// between them; each new slice queues the waiter again (behind later waiters, under FIFO) and
+// the slice that ran out counts as a timeout in the snapshot. With context.Background() it
+// is one wait. Safe for concurrent use.
+func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
+	p := Permit{limiter: l}
+	if l.ptr == nil {
+		return p, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return p, err
+	}
+	deadline, hasDeadline := ctx.Deadline()
+	for {
+		now := C.valve_limiter_now(l.ptr)
+		until := C.uint64_t(^uint64(0))
+		remaining := time.Until(deadline)
+		switch {
+		case hasDeadline && (ctx.Done() == nil || remaining <= acquireSlice):
+			until = now + C.uint64_t(max(remaining, 0))
+		case ctx.Done() != nil:
+			until = now + C.uint64_t(acquireSlice)
+		}
+		status := C.valve_limiter_acquire_until(l.ptr, until, &p.permit)
+		runtime.KeepAlive(l)
+		if status != C.VALVE_TIMEOUT {
+			return p, statusError(status)
+		}
+		if err := ctx.Err(); err != nil {
+			return p, err
+		}
+		if hasDeadline && time.Until(deadline) <= 0 {
+			return p, context.DeadlineExceeded
+		}
+	}
+}
+
+// AcquireTimeout waits up to timeout for a slot; ErrTimeout when it passes first, ErrRejected
+// when the queue refuses. Safe for concurrent use.
+func (l *Limiter) AcquireTimeout(timeout time.Duration) (Permit, error) {
+	p := Permit{limiter: l}
+	if l.ptr == nil {
+		return p, ErrClosed
+	}
+	status := C.valve_limiter_acquire_timeout(l.ptr, C.uint64_t(max(timeout, 0)), &p.permit)
+	runtime.KeepAlive(l)
+	return p, statusError(status)
+}
+
 // Success reports that the work completed normally: its RTT is a sample.
 func (p *Permit) Success() error { return p.release(C.VALVE_OUTCOME_SUCCESS) }
 
@@ -267,6 +404,8 @@ func (l *Limiter) SetLimit(limit uint32) (uint32, error) {
 type Snapshot struct {
 	Limit, InFlight                               uint32
 	Admitted, Rejected, Success, Dropped, Ignored uint64
+	TimedOut                                      uint64
+	Queued                                        uint32
 	SampleRTT, MinRTT                             time.Duration
 }
 
@@ -286,6 +425,8 @@ func (l *Limiter) Snapshot() (Snapshot, error) {
 		Success:   uint64(s.success),
 		Dropped:   uint64(s.dropped),
 		Ignored:   uint64(s.ignored),
+		TimedOut:  uint64(s.timed_out),
+		Queued:    uint32(s.queued),
 		SampleRTT: durationFromNs(s.sample_rtt_ns),
 		MinRTT:    durationFromNs(s.min_rtt_ns),
 	}, statusError(status)

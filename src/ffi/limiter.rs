@@ -10,10 +10,16 @@ use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::clock::{Clock, Nanos};
+use crate::clock::{Clock, MonotonicClock, Nanos};
+use crate::ffi::limit::{
+    valve_envoy_gradient_config, valve_gradient2_config, valve_queue_config, valve_vegas_config,
+};
 use crate::ffi::{status_boundary, valve_status};
-use crate::limit::{Aimd, AimdConfig, Fixed, LimitAlgorithm, WindowConfig};
-use crate::limiter::{Limiter, LimiterSnapshot, Outcome};
+use crate::limit::{
+    Aimd, AimdConfig, EnvoyGradient, EnvoyGradientConfig, Fixed, Gradient2, Gradient2Config,
+    LimitAlgorithm, Vegas, VegasConfig, WindowConfig,
+};
+use crate::limiter::{AcquireError, Limiter, LimiterSnapshot, Outcome, Permit, QueueConfig};
 use crate::{ConfigError, duration_to_nanos};
 
 /// Limit algorithms, for `valve_limiter_config.algorithm`.
@@ -24,6 +30,12 @@ pub enum valve_algorithm {
     VALVE_ALGORITHM_FIXED = 0,
     /// Additive increase, multiplicative decrease: `valve_limiter_config.aimd`.
     VALVE_ALGORITHM_AIMD = 1,
+    /// Netflix Gradient2 (RTT gradient with a queue allowance): `valve_limiter_config.gradient2`.
+    VALVE_ALGORITHM_GRADIENT2 = 2,
+    /// TCP Vegas's queue estimate: `valve_limiter_config.vegas`.
+    VALVE_ALGORITHM_VEGAS = 3,
+    /// Envoy's gradient controller: `valve_limiter_config.envoy_gradient`.
+    VALVE_ALGORITHM_ENVOY_GRADIENT = 4,
 }
 
 /// How a unit of work ended, for `valve_limiter_release`.
@@ -118,6 +130,15 @@ pub struct valve_limiter_config {
     pub fixed: valve_fixed_config,
     /// Read when `algorithm` is `VALVE_ALGORITHM_AIMD`.
     pub aimd: valve_aimd_config,
+    /// Read when `algorithm` is `VALVE_ALGORITHM_GRADIENT2`.
+    pub gradient2: valve_gradient2_config,
+    /// Read when `algorithm` is `VALVE_ALGORITHM_VEGAS`.
+    pub vegas: valve_vegas_config,
+    /// Read when `algorithm` is `VALVE_ALGORITHM_ENVOY_GRADIENT`.
+    pub envoy_gradient: valve_envoy_gradient_config,
+    /// The waiter queue of `valve_limiter_acquire_until` and `_acquire_timeout` (every preset:
+    /// FIFO, up to 4096 waiters, graded rejection from 2x to 3x the limit).
+    pub queue: valve_queue_config,
 }
 
 /// A permit: the right to run one unit of work, written by an acquire and consumed by a release.
@@ -125,7 +146,8 @@ pub struct valve_limiter_config {
 /// A plain value in caller memory; nothing is allocated for it. Release it exactly once,
 /// through the struct the acquire filled in (or one it was moved to). The limiter tracks the
 /// struct it is handed, not copies: releasing one copy marks that copy only, so releasing a
-/// second copy returns another caller's slot. Do not copy a held permit.
+/// second copy returns another caller's slot (or, when the limiter holds no slot at all,
+/// answers `VALVE_STALE_PERMIT` and changes nothing). Do not copy a held permit.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct valve_permit {
@@ -155,6 +177,9 @@ static NEXT_LIMITER_ID: AtomicU64 = AtomicU64::new(1);
 
 const ALGORITHM_FIXED: u32 = valve_algorithm::VALVE_ALGORITHM_FIXED as u32;
 const ALGORITHM_AIMD: u32 = valve_algorithm::VALVE_ALGORITHM_AIMD as u32;
+const ALGORITHM_GRADIENT2: u32 = valve_algorithm::VALVE_ALGORITHM_GRADIENT2 as u32;
+const ALGORITHM_VEGAS: u32 = valve_algorithm::VALVE_ALGORITHM_VEGAS as u32;
+const ALGORITHM_ENVOY_GRADIENT: u32 = valve_algorithm::VALVE_ALGORITHM_ENVOY_GRADIENT as u32;
 const OUTCOME_SUCCESS: u32 = valve_outcome::VALVE_OUTCOME_SUCCESS as u32;
 const OUTCOME_DROPPED: u32 = valve_outcome::VALVE_OUTCOME_DROPPED as u32;
 const OUTCOME_IGNORED: u32 = valve_outcome::VALVE_OUTCOME_IGNORED as u32;
@@ -163,7 +188,7 @@ const PERMIT_HELD: u32 = valve_permit_state::VALVE_PERMIT_HELD as u32;
 const PERMIT_RELEASED: u32 = valve_permit_state::VALVE_PERMIT_RELEASED as u32;
 
 impl valve_window_config {
-    fn from_rust(window: &WindowConfig) -> Self {
+    pub(crate) fn from_rust(window: &WindowConfig) -> Self {
         Self {
             min_duration_ns: duration_to_nanos(window.min_duration),
             max_duration_ns: duration_to_nanos(window.max_duration),
@@ -173,7 +198,7 @@ impl valve_window_config {
         }
     }
 
-    fn to_rust(self) -> WindowConfig {
+    pub(crate) fn to_rust(self) -> WindowConfig {
         WindowConfig {
             min_duration: Duration::from_nanos(self.min_duration_ns),
             max_duration: Duration::from_nanos(self.max_duration_ns),
@@ -216,21 +241,33 @@ impl valve_aimd_config {
 }
 
 impl valve_limiter_config {
+    /// Every member holds valve's defaults except `aimd`, and `fixed.limit` is AIMD's initial
+    /// limit, so switching `algorithm` afterwards still gives a valid config.
     fn with_aimd(algorithm: valve_algorithm, aimd: &AimdConfig) -> Self {
         Self {
             algorithm: algorithm as u32,
             fixed: valve_fixed_config { limit: aimd.initial_limit },
             aimd: valve_aimd_config::from_rust(aimd),
+            gradient2: valve_gradient2_config::from_rust(&Gradient2Config::default()),
+            vegas: valve_vegas_config::from_rust(&VegasConfig::default()),
+            envoy_gradient: valve_envoy_gradient_config::from_rust(&EnvoyGradientConfig::default()),
+            queue: valve_queue_config::from_rust(&QueueConfig::default()),
         }
     }
 
     /// Validates through the Rust constructors, so C and Rust accept exactly the same configs.
-    fn build(&self) -> Result<Box<dyn LimitAlgorithm>, ConfigError> {
-        match self.algorithm {
-            ALGORITHM_FIXED => Ok(Box::new(Fixed::new(self.fixed.limit)?)),
-            ALGORITHM_AIMD => Ok(Box::new(Aimd::new(self.aimd.to_rust())?)),
-            other => Err(ConfigError::out_of_range("algorithm", other, "valve_algorithm")),
-        }
+    fn build(&self) -> Result<Limiter<Box<dyn LimitAlgorithm>>, ConfigError> {
+        let algorithm: Box<dyn LimitAlgorithm> = match self.algorithm {
+            ALGORITHM_FIXED => Box::new(Fixed::new(self.fixed.limit)?),
+            ALGORITHM_AIMD => Box::new(Aimd::new(self.aimd.to_rust())?),
+            ALGORITHM_GRADIENT2 => Box::new(Gradient2::new(self.gradient2.to_rust()?)?),
+            ALGORITHM_VEGAS => Box::new(Vegas::new(self.vegas.to_rust()?)?),
+            ALGORITHM_ENVOY_GRADIENT => {
+                Box::new(EnvoyGradient::new(self.envoy_gradient.to_rust()?)?)
+            }
+            other => return Err(ConfigError::out_of_range("algorithm", other, "valve_algorithm")),
+        };
+        Limiter::with_queue(algorithm, MonotonicClock::new(), self.queue.to_rust()?)
     }
 }
 
@@ -281,6 +318,79 @@ pub extern "C" fn valve_limiter_config_fixed(limit: u32) -> valve_limiter_config
     })
 }
 
+/// valve's GRADIENT2 defaults (tolerance 1.25, allowance `max(4, sqrt L)`, baseline band 0.1,
+/// backoff 0.9 on drops, slow start, limits `[1, 1000]`). Other members as
+/// `valve_limiter_config_default()`. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn valve_limiter_config_gradient2() -> valve_limiter_config {
+    preset_boundary(|| with_algorithm(ALGORITHM_GRADIENT2, |c| c))
+}
+
+/// Netflix `Gradient2Limit` parity behind Netflix `WindowedLimit` defaults (initial 20, limits
+/// `[20, 200]`, smoothing 0.2, queue 4, tolerance 1.5, long window 600, drops ignored).
+/// Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn valve_limiter_config_gradient2_netflix() -> valve_limiter_config {
+    preset_boundary(|| {
+        with_algorithm(ALGORITHM_GRADIENT2, |mut c| {
+            c.gradient2 = valve_gradient2_config::from_rust(&Gradient2Config::netflix());
+            c
+        })
+    })
+}
+
+/// valve's VEGAS defaults (no probing, decrease to the estimate, backoff 0.9 on drops, slow
+/// start). Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn valve_limiter_config_vegas() -> valve_limiter_config {
+    preset_boundary(|| with_algorithm(ALGORITHM_VEGAS, |c| c))
+}
+
+/// Netflix `VegasLimit` parity (initial 20, max 1000, alpha 3 and beta 6 scaled by log10,
+/// probe multiplier 30, per sample). Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn valve_limiter_config_vegas_netflix() -> valve_limiter_config {
+    preset_boundary(|| {
+        with_algorithm(ALGORITHM_VEGAS, |mut c| {
+            c.vegas = valve_vegas_config::from_rust(&VegasConfig::netflix());
+            c
+        })
+    })
+}
+
+/// valve's ENVOY_GRADIENT defaults (learned minimum RTT, no pinning, buffer 0.1, backoff 0.9
+/// on drops, app-limited guard, slow start, p50 over valve windows). Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn valve_limiter_config_envoy_gradient() -> valve_limiter_config {
+    preset_boundary(|| with_algorithm(ALGORITHM_ENVOY_GRADIENT, |c| c))
+}
+
+/// Envoy's gradient controller defaults (p50 windows of 100 ms, buffer 0.25, min concurrency
+/// 3, max 1000, a pinned minimum-RTT measurement every 60 s with 15 % jitter over 50
+/// requests). Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn valve_limiter_config_envoy_gradient_envoy() -> valve_limiter_config {
+    preset_boundary(|| {
+        with_algorithm(ALGORITHM_ENVOY_GRADIENT, |mut c| {
+            c.envoy_gradient =
+                valve_envoy_gradient_config::from_rust(&EnvoyGradientConfig::envoy());
+            c
+        })
+    })
+}
+
+fn with_algorithm(
+    algorithm: u32,
+    change: impl FnOnce(valve_limiter_config) -> valve_limiter_config,
+) -> valve_limiter_config {
+    let mut config = valve_limiter_config::with_aimd(
+        valve_algorithm::VALVE_ALGORITHM_AIMD,
+        &AimdConfig::default(),
+    );
+    config.algorithm = algorithm;
+    change(config)
+}
+
 /// Creates a limiter from `config` and stores it in `*out`.
 ///
 /// Answers `VALVE_OK`; `VALVE_INVALID_ARGUMENT` for an unknown algorithm or a config the
@@ -307,7 +417,7 @@ pub unsafe extern "C" fn valve_limiter_new(
         let Some(config) = (unsafe { config.as_ref() }) else {
             return valve_status::VALVE_NULL_POINTER;
         };
-        let Ok(limiter) = config.build().and_then(Limiter::new) else {
+        let Ok(limiter) = config.build() else {
             return valve_status::VALVE_INVALID_ARGUMENT;
         };
         let id = NEXT_LIMITER_ID.fetch_add(1, Ordering::Relaxed);
@@ -387,8 +497,10 @@ pub unsafe extern "C" fn valve_limiter_try_acquire_at(
 ///
 /// Checks, in this order: pointers (`VALVE_NULL_POINTER`), the outcome
 /// (`VALVE_INVALID_ARGUMENT`), the permit's state (`VALVE_STALE_PERMIT` if released or empty,
-/// `VALVE_INVALID_ARGUMENT` if not a `valve_permit_state`), its limiter (`VALVE_FOREIGN_PERMIT`).
-/// Any error changes nothing. On `VALVE_OK` the slot is returned, the outcome is recorded and
+/// `VALVE_INVALID_ARGUMENT` if not a `valve_permit_state`), its limiter (`VALVE_FOREIGN_PERMIT`),
+/// then whether the limiter holds any slot (`VALVE_STALE_PERMIT` for a copy of a released
+/// permit when nothing is in flight; the struct is still marked released). Any other error
+/// changes nothing. On `VALVE_OK` the slot is returned, the outcome is recorded and
 /// `permit->state` becomes `VALVE_PERMIT_RELEASED`.
 ///
 /// Thread-safe for the limiter; a given permit must not be released by two threads at once.
@@ -434,6 +546,70 @@ pub unsafe extern "C" fn valve_limiter_release_at(
             return valve_status::VALVE_NULL_POINTER;
         };
         release(handle, permit, outcome, now_ns)
+    })
+}
+
+/// The limiter's clock now, ns since the handle was created: the timeline of the `_at`
+/// functions' `now_ns` and of `valve_limiter_acquire_until`'s deadline (0 for NULL).
+/// Thread-safe.
+///
+/// # Safety
+///
+/// `limiter` must be NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn valve_limiter_now(limiter: *const valve_limiter) -> u64 {
+    crate::ffi::boundary(0, || {
+        // SAFETY: `limiter` is NULL or a live handle (the caller's contract).
+        unsafe { limiter.as_ref() }.map_or(0, |handle| handle.limiter.clock().now())
+    })
+}
+
+/// Waits, blocking the calling thread, until a slot is free or the limiter's clock reads
+/// `deadline_ns` (see `valve_limiter_now`; `UINT64_MAX` waits without a deadline).
+///
+/// Waiters queue as `valve_limiter_config.queue` says; queued time is not part of the permit's
+/// RTT. Answers `VALVE_OK` with a held permit; `VALVE_REJECTED` when the queue refused the
+/// wait (full, or graded rejection); `VALVE_TIMEOUT` when the deadline passed first (a
+/// deadline already past answers at once unless a slot is free); `VALVE_NULL_POINTER`. On
+/// failure `*out` is an empty permit. Thread-safe: any number of threads may wait at once.
+///
+/// # Safety
+///
+/// As `valve_limiter_try_acquire`; `limiter` must stay live until the call returns.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn valve_limiter_acquire_until(
+    limiter: *const valve_limiter,
+    deadline_ns: u64,
+    out: *mut valve_permit,
+) -> valve_status {
+    status_boundary(|| {
+        // SAFETY: forwarded caller contract.
+        let Some((handle, out)) = (unsafe { handle_and_permit(limiter, out) }) else {
+            return valve_status::VALVE_NULL_POINTER;
+        };
+        wait(handle, handle.limiter.acquire_until(deadline_ns), out)
+    })
+}
+
+/// As `valve_limiter_acquire_until` with a deadline `timeout_ns` from now (saturating).
+/// Thread-safe.
+///
+/// # Safety
+///
+/// As `valve_limiter_acquire_until`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn valve_limiter_acquire_timeout(
+    limiter: *const valve_limiter,
+    timeout_ns: u64,
+    out: *mut valve_permit,
+) -> valve_status {
+    status_boundary(|| {
+        // SAFETY: forwarded caller contract.
+        let Some((handle, out)) = (unsafe { handle_and_permit(limiter, out) }) else {
+            return valve_status::VALVE_NULL_POINTER;
+        };
+        let result = handle.limiter.acquire_timeout(Duration::from_nanos(timeout_ns));
+        wait(handle, result, out)
     })
 }
 
@@ -511,10 +687,15 @@ pub unsafe extern "C" fn valve_limiter_id(limiter: *const valve_limiter) -> u64 
 /// algorithm, which `valve_limiter_new` refuses, rather than a valid-looking one.
 #[inline(always)]
 fn preset_boundary(body: impl FnOnce() -> valve_limiter_config) -> valve_limiter_config {
+    // Built without calling anything that could panic again.
     let refused = valve_limiter_config {
         algorithm: u32::MAX,
         fixed: valve_fixed_config { limit: 0 },
         aimd: valve_aimd_config::from_rust(&AimdConfig::netflix()),
+        gradient2: valve_gradient2_config::from_rust(&Gradient2Config::netflix()),
+        vegas: valve_vegas_config::from_rust(&VegasConfig::netflix()),
+        envoy_gradient: valve_envoy_gradient_config::from_rust(&EnvoyGradientConfig::envoy()),
+        queue: valve_queue_config::from_rust(&QueueConfig::default()),
     };
     crate::ffi::boundary(refused, body)
 }
@@ -541,18 +722,51 @@ unsafe fn handle_and_permit<'a>(
     Some((handle, permit))
 }
 
+type HandlePermit<'a> = Permit<'a, Box<dyn LimitAlgorithm>, MonotonicClock>;
+
+/// Moves a Rust permit's slot into the C struct.
+#[inline(always)]
+fn hand_over(handle: &valve_limiter, permit: HandlePermit<'_>, out: &mut valve_permit) {
+    *out = valve_permit {
+        limiter_id: handle.id,
+        start_ns: permit.start(),
+        in_flight: permit.in_flight_at_acquire(),
+        state: PERMIT_HELD,
+    };
+    // The slot now belongs to `*out`; `release` returns it.
+    std::mem::forget(permit);
+}
+
+fn wait(
+    handle: &valve_limiter,
+    result: Result<HandlePermit<'_>, AcquireError>,
+    out: &mut valve_permit,
+) -> valve_status {
+    match result {
+        Ok(permit) => {
+            hand_over(handle, permit, out);
+            valve_status::VALVE_OK
+        }
+        Err(AcquireError::Rejected(rejected)) => {
+            *out = valve_permit {
+                limiter_id: handle.id,
+                in_flight: rejected.in_flight,
+                ..valve_permit::empty()
+            };
+            valve_status::VALVE_REJECTED
+        }
+        Err(AcquireError::TimedOut) => {
+            *out = valve_permit { limiter_id: handle.id, ..valve_permit::empty() };
+            valve_status::VALVE_TIMEOUT
+        }
+    }
+}
+
 #[inline(always)]
 fn acquire(handle: &valve_limiter, now: Nanos, out: &mut valve_permit) -> valve_status {
     match handle.limiter.try_acquire_at(now) {
         Ok(permit) => {
-            *out = valve_permit {
-                limiter_id: handle.id,
-                start_ns: permit.start(),
-                in_flight: permit.in_flight_at_acquire(),
-                state: PERMIT_HELD,
-            };
-            // The slot now belongs to `*out`; `release` returns it.
-            std::mem::forget(permit);
+            hand_over(handle, permit, out);
             valve_status::VALVE_OK
         }
         Err(rejected) => {
@@ -588,11 +802,16 @@ fn release(
     if permit.limiter_id != handle.id {
         return valve_status::VALVE_FOREIGN_PERMIT;
     }
-    // Marked first: nothing below can fail, and the struct must never look held once its slot
-    // is back.
+    // Marked first: the struct must never look held once its slot is back. A copy of an
+    // already released permit still looks held; the checked release refuses it when no slot is
+    // held at all, so in-flight cannot wrap below 0 (with other slots held it returns one of
+    // theirs, as the permit's documentation warns).
     permit.state = PERMIT_RELEASED;
-    handle.limiter.release_at(permit.start_ns, permit.in_flight, outcome, now);
-    valve_status::VALVE_OK
+    if handle.limiter.try_release_at(permit.start_ns, permit.in_flight, outcome, now) {
+        valve_status::VALVE_OK
+    } else {
+        valve_status::VALVE_STALE_PERMIT
+    }
 }
 
 #[cfg(test)]
@@ -665,6 +884,102 @@ mod tests {
             );
             assert_eq!(snapshot(handle), before, "a second release changes nothing");
             assert_eq!((before.in_flight, before.success, before.rejected), (0, 1, 1));
+            valve_limiter_free(handle);
+        }
+    }
+
+    #[test]
+    fn every_algorithm_preset_builds_and_matches_rust() {
+        let presets = [
+            valve_limiter_config_gradient2(),
+            valve_limiter_config_gradient2_netflix(),
+            valve_limiter_config_vegas(),
+            valve_limiter_config_vegas_netflix(),
+            valve_limiter_config_envoy_gradient(),
+            valve_limiter_config_envoy_gradient_envoy(),
+        ];
+        for config in presets {
+            // SAFETY: a live handle from `new_limiter`.
+            unsafe { valve_limiter_free(new_limiter(&config)) };
+        }
+        assert_eq!(presets[1].gradient2.to_rust(), Ok(Gradient2Config::netflix()));
+        assert_eq!(presets[3].vegas.to_rust(), Ok(VegasConfig::netflix()));
+        assert_eq!(presets[5].envoy_gradient.to_rust(), Ok(EnvoyGradientConfig::envoy()));
+        let mut config = valve_limiter_config_default();
+        config.queue.reject_from = f64::INFINITY;
+        assert!(config.build().is_err(), "the queue config is validated");
+    }
+
+    #[test]
+    fn blocking_waits_time_out_or_are_refused() {
+        let mut config = valve_limiter_config_fixed(1);
+        let handle = new_limiter(&config);
+        let mut held = valve_permit::empty();
+        let mut waiter = valve_permit::empty();
+        // SAFETY (this block): live handles and valid permit pointers throughout.
+        unsafe {
+            assert_eq!(valve_limiter_acquire_timeout(handle, 0, &mut held), valve_status::VALVE_OK);
+            assert_eq!(held.state, PERMIT_HELD);
+            assert_eq!(
+                valve_limiter_acquire_timeout(handle, 1_000_000, &mut waiter),
+                valve_status::VALVE_TIMEOUT
+            );
+            assert_eq!(waiter.state, PERMIT_EMPTY);
+            let now = valve_limiter_now(handle);
+            assert_eq!(
+                valve_limiter_acquire_until(handle, now, &mut waiter),
+                valve_status::VALVE_TIMEOUT
+            );
+            assert_eq!(snapshot(handle).timed_out, 2);
+            assert_eq!(valve_limiter_release(handle, &mut held, 2), valve_status::VALVE_OK);
+            assert_eq!(
+                valve_limiter_acquire_until(handle, u64::MAX, &mut waiter),
+                valve_status::VALVE_OK
+            );
+            assert_eq!(valve_limiter_release(handle, &mut waiter, 2), valve_status::VALVE_OK);
+            valve_limiter_free(handle);
+
+            config.queue.max_waiters = 0;
+            let handle = new_limiter(&config);
+            assert_eq!(valve_limiter_try_acquire(handle, &mut held), valve_status::VALVE_OK);
+            assert_eq!(
+                valve_limiter_acquire_timeout(handle, 1_000_000_000, &mut waiter),
+                valve_status::VALVE_REJECTED
+            );
+            assert_eq!(valve_limiter_release(handle, &mut held, 2), valve_status::VALVE_OK);
+            assert_eq!(
+                valve_limiter_acquire_until(ptr::null(), 0, &mut waiter),
+                valve_status::VALVE_NULL_POINTER
+            );
+            assert_eq!(
+                valve_limiter_acquire_timeout(handle, 0, ptr::null_mut()),
+                valve_status::VALVE_NULL_POINTER
+            );
+            assert_eq!(valve_limiter_now(ptr::null()), 0);
+            valve_limiter_free(handle);
+        }
+    }
+
+    #[test]
+    fn a_released_copy_cannot_wrap_in_flight() {
+        let handle = new_limiter(&valve_limiter_config_fixed(2));
+        let mut permit = valve_permit::empty();
+        // SAFETY (this block): a live handle and valid permit pointers throughout.
+        unsafe {
+            assert_eq!(
+                valve_limiter_try_acquire_at(handle, 1, &mut permit),
+                valve_status::VALVE_OK
+            );
+            let mut copy = permit;
+            assert_eq!(valve_limiter_release_at(handle, &mut permit, 0, 2), valve_status::VALVE_OK);
+            let before = snapshot(handle);
+            assert_eq!(
+                valve_limiter_release_at(handle, &mut copy, 0, 3),
+                valve_status::VALVE_STALE_PERMIT
+            );
+            assert_eq!(copy.state, PERMIT_RELEASED);
+            assert_eq!(snapshot(handle), before, "nothing in flight: the copy changes nothing");
+            assert_eq!((before.in_flight, before.limit), (0, 2));
             valve_limiter_free(handle);
         }
     }

@@ -22,11 +22,16 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | this file | [`valve_status`], the panic boundary, version functions |
-//! | `limiter.rs` | the concurrency limiter and its limit algorithms |
+//! | this file | [`valve_status`], the panic boundary, version functions, handle helpers |
+//! | `limiter.rs` | the concurrency limiter, its blocking waits, the FIXED and AIMD configs |
+//! | `limit.rs` | the configs of the other limit algorithms and of the waiter queue |
+//! | `budget.rs` | retry budgets: token quota (gRPC, AWS), windowed (Finagle), concurrency (Envoy) |
+//! | `backoff.rs` | backoff delays with jitter |
+//! | `breaker.rs` | the circuit breaker, its presets and permits |
 //!
 //! Adding a control is one more file here holding its handle, config, presets and operations,
-//! built from `boundary`, [`valve_status`] and the same NULL checks.
+//! built from `boundary`, [`valve_status`] and the same NULL checks (`new_handle`,
+//! `free_handle`, `with_handle` and `write_out` hold the repeated parts).
 
 // The C names are the API: `valve_status`, `VALVE_OK`, as the header spells them.
 #![allow(non_camel_case_types)]
@@ -34,8 +39,16 @@
 use std::ffi::c_char;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+mod backoff;
+mod breaker;
+mod budget;
+mod limit;
 mod limiter;
 
+pub use backoff::*;
+pub use breaker::*;
+pub use budget::*;
+pub use limit::*;
 pub use limiter::*;
 
 /// The result of every fallible valve function.
@@ -58,6 +71,11 @@ pub enum valve_status {
     VALVE_FOREIGN_PERMIT = 5,
     /// valve panicked inside the call (a bug in valve): the handle should be freed.
     VALVE_INTERNAL = 6,
+    /// A blocking wait's deadline passed before a slot was free.
+    VALVE_TIMEOUT = 7,
+    /// The client's own retry budget (token quota, windowed or concurrency budget) refused a
+    /// retry or hedge: not an error and not a signal from the server. Do not retry.
+    VALVE_BUDGET_EXHAUSTED = 8,
 }
 
 /// The name of a status code, e.g. `"VALVE_OK"`, or `"VALVE_UNKNOWN_STATUS"` for a code that is
@@ -80,6 +98,8 @@ fn status_name(code: u32) -> &'static [u8] {
         4 => b"VALVE_STALE_PERMIT\0",
         5 => b"VALVE_FOREIGN_PERMIT\0",
         6 => b"VALVE_INTERNAL\0",
+        7 => b"VALVE_TIMEOUT\0",
+        8 => b"VALVE_BUDGET_EXHAUSTED\0",
         _ => UNKNOWN_STATUS,
     }
 }
@@ -132,6 +152,83 @@ pub(crate) fn status_boundary(body: impl FnOnce() -> valve_status) -> valve_stat
     boundary(valve_status::VALVE_INTERNAL, body)
 }
 
+/// Builds a handle and stores it in `*out` (NULL on failure): the body of every `_new`.
+///
+/// # Safety
+///
+/// `out` must be NULL or writable for one pointer.
+pub(crate) unsafe fn new_handle<T>(
+    out: *mut *mut T,
+    build: impl FnOnce() -> Result<T, valve_status>,
+) -> valve_status {
+    status_boundary(|| {
+        if out.is_null() {
+            return valve_status::VALVE_NULL_POINTER;
+        }
+        // SAFETY: `out` is non-null and writable for one pointer (the caller's contract).
+        unsafe { out.write(std::ptr::null_mut()) };
+        match build() {
+            Ok(value) => {
+                // SAFETY: as above.
+                unsafe { out.write(Box::into_raw(Box::new(value))) };
+                valve_status::VALVE_OK
+            }
+            Err(status) => status,
+        }
+    })
+}
+
+/// Frees a handle made by [`new_handle`]; NULL is a no-op: the body of every `_free`.
+///
+/// # Safety
+///
+/// `handle` must be NULL or a live handle from [`new_handle`], used by nothing else now or
+/// later.
+pub(crate) unsafe fn free_handle<T>(handle: *mut T) {
+    boundary((), || {
+        if !handle.is_null() {
+            // SAFETY: `Box::into_raw` made it and the caller gives up every other use.
+            drop(unsafe { Box::from_raw(handle) });
+        }
+    });
+}
+
+/// Runs `body` on a shared handle, answering `VALVE_NULL_POINTER` for NULL.
+///
+/// # Safety
+///
+/// `handle` must be NULL or a live handle.
+#[inline(always)]
+pub(crate) unsafe fn with_handle<T>(
+    handle: *const T,
+    body: impl FnOnce(&T) -> valve_status,
+) -> valve_status {
+    status_boundary(|| {
+        // SAFETY: NULL or a live handle (the caller's contract).
+        match unsafe { handle.as_ref() } {
+            Some(handle) => body(handle),
+            None => valve_status::VALVE_NULL_POINTER,
+        }
+    })
+}
+
+/// Writes `value` into `*out`, answering `VALVE_NULL_POINTER` for NULL.
+///
+/// # Safety
+///
+/// `out` must be NULL or writable and not accessed by another thread during the call.
+#[inline(always)]
+pub(crate) unsafe fn write_out<T>(out: *mut T, value: T) -> valve_status {
+    // SAFETY: NULL or writable (the caller's contract).
+    match unsafe { out.as_mut() } {
+        Some(out) => {
+            *out = value;
+            valve_status::VALVE_OK
+        }
+        None => valve_status::VALVE_NULL_POINTER,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::ffi::CStr;
@@ -153,6 +250,8 @@ mod tests {
             valve_status::VALVE_STALE_PERMIT,
             valve_status::VALVE_FOREIGN_PERMIT,
             valve_status::VALVE_INTERNAL,
+            valve_status::VALVE_TIMEOUT,
+            valve_status::VALVE_BUDGET_EXHAUSTED,
         ];
         for status in all {
             assert_eq!(name(status as u32), format!("{status:?}"));

@@ -109,6 +109,30 @@ impl Admission {
         self.word.fetch_sub(1, Ordering::Release) & WAITERS != 0
     }
 
+    /// Returns one slot if any is held, refusing (`None`) when in-flight is 0; otherwise as
+    /// [`release`](Self::release). For the C ABI, where a caller can release a copy of a permit
+    /// twice: the second release must not wrap in-flight below 0 and borrow from the limit bits.
+    // Only the C ABI calls it, and the ABI is not built under loom.
+    #[cfg(not(valve_loom))]
+    pub(crate) fn release_if_held(&self) -> Option<bool> {
+        let mut word = self.word.load(Ordering::Relaxed);
+        loop {
+            if word & IN_FLIGHT_MASK == 0 {
+                return None;
+            }
+            // Same orderings as `release`: Release publishes the caller's work.
+            match self.word.compare_exchange_weak(
+                word,
+                word - 1,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(word & WAITERS != 0),
+                Err(seen) => word = seen,
+            }
+        }
+    }
+
     /// Whether anyone is queued.
     #[inline]
     pub(crate) fn has_waiters(&self) -> bool {
@@ -173,5 +197,20 @@ mod tests {
         a.clear_waiting();
         assert!(!a.has_waiters());
         assert_eq!(a.load(), (0, crate::limit::MAX_LIMIT));
+    }
+
+    #[test]
+    fn release_if_held_refuses_at_zero_and_keeps_the_limit() {
+        let a = Admission::new(3);
+        assert_eq!(a.release_if_held(), None);
+        assert_eq!(a.load(), (0, 3));
+        a.try_acquire().unwrap();
+        assert_eq!(a.release_if_held(), Some(false));
+        assert_eq!(a.release_if_held(), None, "no slot left to return");
+        assert_eq!(a.load(), (0, 3));
+        a.try_acquire_or_flag_waiting().unwrap();
+        a.set_limit(1);
+        assert!(a.try_acquire_or_flag_waiting().is_err());
+        assert_eq!(a.release_if_held(), Some(true), "reports the waiter like release");
     }
 }

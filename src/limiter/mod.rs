@@ -244,6 +244,34 @@ impl<A: LimitAlgorithm, C: Clock> Limiter<A, C> {
         if self.admission.release() {
             self.queue.grant(&self.admission, now);
         }
+        self.report(start, in_flight, outcome, now);
+    }
+
+    /// As [`release_at`](Self::release_at), unless no slot is held: then it changes nothing and
+    /// answers `false`. For the C ABI, whose permits are copyable structs that a caller may
+    /// release twice; Rust permits are consumed by value and keep the `fetch_sub` fast path.
+    // Only the C ABI calls it, and the ABI is not built under loom.
+    #[cfg(not(valve_loom))]
+    pub(crate) fn try_release_at(
+        &self,
+        start: Nanos,
+        in_flight: u32,
+        outcome: Outcome,
+        now: Nanos,
+    ) -> bool {
+        let Some(waiters) = self.admission.release_if_held() else {
+            return false;
+        };
+        if waiters {
+            self.queue.grant(&self.admission, now);
+        }
+        self.report(start, in_flight, outcome, now);
+        true
+    }
+
+    /// Records a released call's outcome: the part of a release after the slot is returned.
+    #[inline]
+    fn report(&self, start: Nanos, in_flight: u32, outcome: Outcome, now: Nanos) {
         match outcome {
             Outcome::Ignored => {
                 self.ignored.fetch_add(1, Ordering::Relaxed);

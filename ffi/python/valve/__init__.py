@@ -1,5 +1,6 @@
 """valve for Python: a concurrency limiter that admits work up to an adaptive limit and sheds the
-rest at once, over valve's C ABI (``include/valve.h``) through cffi.
+rest at once, retry budgets with backoff (``retry``) and a circuit breaker (``Breaker``), over
+valve's C ABI (``include/valve.h``) through cffi.
 
 >>> limiter = Limiter()                       # valve's AIMD defaults
 >>> try:
@@ -24,6 +25,23 @@ from ._native import ffi, lib
 
 __all__ = [
     "AimdConfig",
+    "Backoff",
+    "BackoffConfig",
+    "Breaker",
+    "BreakerOpen",
+    "BreakerPermit",
+    "BreakerSnapshot",
+    "BreakerState",
+    "BudgetExhausted",
+    "BudgetSnapshot",
+    "ConcurrencyBudget",
+    "CostClass",
+    "Preset",
+    "Timeout",
+    "TokenQuota",
+    "WindowedBudget",
+    "Withdrawal",
+    "retry",
     "Closed",
     "FixedConfig",
     "ForeignPermit",
@@ -76,6 +94,14 @@ class InternalError(ValveError):
     """valve panicked inside a call (a bug in valve)."""
 
 
+class Timeout(ValveError, TimeoutError):
+    """A blocking acquire's deadline passed before a slot was free."""
+
+
+class BudgetExhausted(ValveError):
+    """The client's own retry budget refused a retry: do not retry. Not a server signal."""
+
+
 class Closed(ValveError):
     """The limiter was closed."""
 
@@ -89,6 +115,8 @@ _ERRORS = {
     lib.VALVE_STALE_PERMIT: StalePermit,
     lib.VALVE_FOREIGN_PERMIT: ForeignPermit,
     lib.VALVE_INTERNAL: InternalError,
+    lib.VALVE_TIMEOUT: Timeout,
+    lib.VALVE_BUDGET_EXHAUSTED: BudgetExhausted,
 }
 
 
@@ -168,6 +196,29 @@ class AimdConfig:
 
 
 @dataclass(frozen=True)
+class Preset:
+    """A limiter preset of the C library by name: ``gradient2``, ``gradient2_netflix``,
+    ``vegas``, ``vegas_netflix``, ``envoy_gradient`` or ``envoy_gradient_envoy``
+    (``valve_limiter_config_<name>()``)."""
+
+    name: str
+
+    _NAMES = (
+        "gradient2",
+        "gradient2_netflix",
+        "vegas",
+        "vegas_netflix",
+        "envoy_gradient",
+        "envoy_gradient_envoy",
+    )
+
+    def _config(self):
+        if self.name not in self._NAMES:
+            raise InvalidArgument(lib.VALVE_INVALID_ARGUMENT, f"unknown preset {self.name!r}")
+        return getattr(lib, f"valve_limiter_config_{self.name}")()
+
+
+@dataclass(frozen=True)
 class FixedConfig:
     """A constant limit, settable by hand."""
 
@@ -193,6 +244,8 @@ class Snapshot:
     ignored: int
     sample_rtt: float
     min_rtt: float
+    timed_out: int
+    queued: int
 
 
 class Permit:
@@ -252,7 +305,7 @@ class Limiter:
 
     def __init__(
         self,
-        config: Union[AimdConfig, FixedConfig, None] = None,
+        config: Union[AimdConfig, FixedConfig, Preset, None] = None,
         *,
         dropped_on: Tuple[Type[BaseException], ...] = (TimeoutError,),
     ) -> None:
@@ -263,6 +316,8 @@ class Limiter:
             c.fixed.limit = _u32(config.limit, "limit")
         elif isinstance(config, AimdConfig):
             config._to_c(c.aimd)
+        elif isinstance(config, Preset):
+            c[0] = config._config()
         elif config is not None:
             raise TypeError(f"valve: not a limiter config: {config!r}")
         out = ffi.new("valve_limiter **")
@@ -290,6 +345,16 @@ class Limiter:
             raise Rejected(status, f"{permit.in_flight} in flight")
         _raise(status)
 
+    def acquire_timeout(self, timeout: float) -> Permit:
+        """Waits up to ``timeout`` seconds for a slot in the limiter's queue (the GIL is released
+        while waiting). Raises ``Timeout`` when the deadline passes first, ``Rejected`` when the
+        queue refuses the wait."""
+        permit = ffi.new("valve_permit *")
+        status = lib.valve_limiter_acquire_timeout(self._live(), _ns(timeout, "timeout"), permit)
+        if status == lib.VALVE_OK:
+            return Permit(self, permit)
+        _raise(status)
+
     def set_limit(self, limit: int) -> int:
         """Sets the limit by hand, clamped to the algorithm's bounds; returns the limit now in
         force. Lowering it never revokes running work."""
@@ -313,6 +378,8 @@ class Limiter:
             success=s.success,
             dropped=s.dropped,
             ignored=s.ignored,
+            timed_out=s.timed_out,
+            queued=s.queued,
             sample_rtt=s.sample_rtt_ns / _NS,
             min_rtt=s.min_rtt_ns / _NS,
         )
@@ -329,3 +396,21 @@ class Limiter:
     def __exit__(self, exc_type, exc, tb) -> bool:
         self.close()
         return False
+
+
+from ._controls import (  # noqa: E402  (needs the errors above)
+    Backoff,
+    BackoffConfig,
+    Breaker,
+    BreakerOpen,
+    BreakerPermit,
+    BreakerSnapshot,
+    BreakerState,
+    BudgetSnapshot,
+    ConcurrencyBudget,
+    CostClass,
+    TokenQuota,
+    WindowedBudget,
+    Withdrawal,
+    retry,
+)
