@@ -502,9 +502,14 @@ enum valve_min_rtt
    */
   VALVE_MIN_RTT_FIXED = 1,
   /*
-   The smallest window percentile seen (valve): no measurement, no pinning.
+   The smallest window percentile seen: no measurement, no pinning.
    */
   VALVE_MIN_RTT_LEARNED = 2,
+  /*
+   An average of the averaged percentiles within `(1 + min_rtt_band)` of it (valve): no
+   measurement, no pinning, robust to noisy service times.
+   */
+  VALVE_MIN_RTT_BASELINE = 3,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -1124,6 +1129,23 @@ typedef struct valve_gradient2_config {
    */
   uint32_t rebaseline_after;
   /*
+   Band within which a window counts as unqueued for `queue_only_when_unqueued`, if
+   `use_unqueued_band`; otherwise `baseline_band` serves.
+   */
+  bool use_unqueued_band;
+  /*
+   See `use_unqueued_band`.
+   */
+  double unqueued_band;
+  /*
+   Windows are averaged over about this many samples before comparison; 0: none (Netflix).
+   */
+  uint32_t rtt_samples;
+  /*
+   Relearn the baseline when the latency rule cut the limit to a quarter and the RTT held.
+   */
+  bool rebaseline_when_rtt_holds;
+  /*
    Factor applied on a window with a drop, in `[0.5, 1)`; 0 ignores drops (Netflix).
    */
   double backoff_ratio;
@@ -1190,6 +1212,19 @@ typedef struct valve_vegas_config {
    */
   uint32_t rebaseline_after;
   /*
+   Windows are averaged over about this many samples before comparison; 0: none (Netflix).
+   */
+  uint32_t rtt_samples;
+  /*
+   Learn the no-load RTT as an average within `(1 + baseline_band)` of it rather than a
+   minimum (valve), if set.
+   */
+  bool use_baseline_band;
+  /*
+   See `use_baseline_band`.
+   */
+  double baseline_band;
+  /*
    Exponential growth until the first signal.
    */
   bool slow_start;
@@ -1251,6 +1286,14 @@ typedef struct valve_envoy_gradient_config {
    FIXED: the minimum RTT, ns.
    */
   uint64_t min_rtt_fixed_ns;
+  /*
+   BASELINE: the band within which percentiles teach the baseline.
+   */
+  double min_rtt_band;
+  /*
+   Window percentiles are averaged over about this many samples; 0: none (Envoy).
+   */
+  uint32_t rtt_samples;
   /*
    Updates at the minimum after which the minimum RTT is measured again; 0: never.
    */

@@ -150,7 +150,7 @@ static void test_algorithm_presets(void) {
     CHECK(presets[2].vegas.decrease == VALVE_VEGAS_DECREASE_TO_ESTIMATE);
     CHECK(presets[5].envoy_gradient.min_rtt == VALVE_MIN_RTT_MEASURE);
     CHECK(presets[5].envoy_gradient.min_rtt_interval_ns == 60000000000ull);
-    CHECK(presets[4].envoy_gradient.min_rtt == VALVE_MIN_RTT_LEARNED);
+    CHECK(presets[4].envoy_gradient.min_rtt == VALVE_MIN_RTT_BASELINE);
 
     /* Unknown kinds and invalid members are refused, like the Rust constructors. */
     valve_limiter *limiter = (valve_limiter *)&limiter;

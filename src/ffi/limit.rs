@@ -48,8 +48,11 @@ pub enum valve_min_rtt {
     VALVE_MIN_RTT_MEASURE = 0,
     /// A constant `min_rtt_fixed_ns` (Envoy's `fixed_value`).
     VALVE_MIN_RTT_FIXED = 1,
-    /// The smallest window percentile seen (valve): no measurement, no pinning.
+    /// The smallest window percentile seen: no measurement, no pinning.
     VALVE_MIN_RTT_LEARNED = 2,
+    /// An average of the averaged percentiles within `(1 + min_rtt_band)` of it (valve): no
+    /// measurement, no pinning, robust to noisy service times.
+    VALVE_MIN_RTT_BASELINE = 3,
 }
 
 /// Which waiter a freed slot goes to, for `valve_queue_config.ordering`.
@@ -100,6 +103,15 @@ pub struct valve_gradient2_config {
     pub max_healthy_rtt_ns: u64,
     /// Windows at `min_limit` after which the long RTT restarts (0: never).
     pub rebaseline_after: u32,
+    /// Band within which a window counts as unqueued for `queue_only_when_unqueued`, if
+    /// `use_unqueued_band`; otherwise `baseline_band` serves.
+    pub use_unqueued_band: bool,
+    /// See `use_unqueued_band`.
+    pub unqueued_band: f64,
+    /// Windows are averaged over about this many samples before comparison; 0: none (Netflix).
+    pub rtt_samples: u32,
+    /// Relearn the baseline when the latency rule cut the limit to a quarter and the RTT held.
+    pub rebaseline_when_rtt_holds: bool,
     /// Factor applied on a window with a drop, in `[0.5, 1)`; 0 ignores drops (Netflix).
     pub backoff_ratio: f64,
     /// Exponential growth until the first signal.
@@ -136,6 +148,13 @@ pub struct valve_vegas_config {
     pub backoff_ratio: f64,
     /// Windows at `min_limit` after which the no-load RTT restarts (0: never).
     pub rebaseline_after: u32,
+    /// Windows are averaged over about this many samples before comparison; 0: none (Netflix).
+    pub rtt_samples: u32,
+    /// Learn the no-load RTT as an average within `(1 + baseline_band)` of it rather than a
+    /// minimum (valve), if set.
+    pub use_baseline_band: bool,
+    /// See `use_baseline_band`.
+    pub baseline_band: f64,
     /// Exponential growth until the first signal.
     pub slow_start: bool,
     /// Seed of the probe jitter.
@@ -170,6 +189,10 @@ pub struct valve_envoy_gradient_config {
     pub min_rtt_pin: bool,
     /// FIXED: the minimum RTT, ns.
     pub min_rtt_fixed_ns: u64,
+    /// BASELINE: the band within which percentiles teach the baseline.
+    pub min_rtt_band: f64,
+    /// Window percentiles are averaged over about this many samples; 0: none (Envoy).
+    pub rtt_samples: u32,
     /// Updates at the minimum after which the minimum RTT is measured again; 0: never.
     pub remeasure_after: u32,
     /// Factor applied on a window with a drop, in `[0.5, 1)`; 0 ignores drops (Envoy).
@@ -211,6 +234,7 @@ const DECREASE_TO_ESTIMATE: u32 = valve_vegas_decrease::VALVE_VEGAS_DECREASE_TO_
 const MIN_RTT_MEASURE: u32 = valve_min_rtt::VALVE_MIN_RTT_MEASURE as u32;
 const MIN_RTT_FIXED: u32 = valve_min_rtt::VALVE_MIN_RTT_FIXED as u32;
 const MIN_RTT_LEARNED: u32 = valve_min_rtt::VALVE_MIN_RTT_LEARNED as u32;
+const MIN_RTT_BASELINE: u32 = valve_min_rtt::VALVE_MIN_RTT_BASELINE as u32;
 const QUEUE_FIFO: u32 = valve_queue_ordering::VALVE_QUEUE_FIFO as u32;
 const QUEUE_LIFO: u32 = valve_queue_ordering::VALVE_QUEUE_LIFO as u32;
 const QUEUE_ADAPTIVE: u32 = valve_queue_ordering::VALVE_QUEUE_ADAPTIVE as u32;
@@ -247,6 +271,10 @@ impl valve_gradient2_config {
             baseline_band: config.baseline_band.unwrap_or(0.0),
             max_healthy_rtt_ns: config.max_healthy_rtt.map_or(0, duration_to_nanos),
             rebaseline_after: config.rebaseline_after,
+            use_unqueued_band: config.unqueued_band.is_some(),
+            unqueued_band: config.unqueued_band.unwrap_or(0.0),
+            rtt_samples: config.rtt_samples,
+            rebaseline_when_rtt_holds: config.rebaseline_when_rtt_holds,
             backoff_ratio: config.backoff_ratio.unwrap_or(0.0),
             slow_start: config.slow_start,
             window: valve_window_config::from_rust(&config.window),
@@ -275,6 +303,9 @@ impl valve_gradient2_config {
             max_healthy_rtt: (self.max_healthy_rtt_ns != 0)
                 .then(|| Duration::from_nanos(self.max_healthy_rtt_ns)),
             rebaseline_after: self.rebaseline_after,
+            unqueued_band: self.use_unqueued_band.then_some(self.unqueued_band),
+            rtt_samples: self.rtt_samples,
+            rebaseline_when_rtt_holds: self.rebaseline_when_rtt_holds,
             backoff_ratio: zero_is_none(self.backoff_ratio),
             slow_start: self.slow_start,
             window: self.window.to_rust(),
@@ -302,6 +333,9 @@ impl valve_vegas_config {
             decrease_ratio,
             backoff_ratio: config.backoff_ratio.unwrap_or(0.0),
             rebaseline_after: config.rebaseline_after,
+            rtt_samples: config.rtt_samples,
+            use_baseline_band: config.baseline_band.is_some(),
+            baseline_band: config.baseline_band.unwrap_or(0.0),
             slow_start: config.slow_start,
             seed: config.seed,
             window: valve_window_config::from_rust(&config.window),
@@ -327,6 +361,8 @@ impl valve_vegas_config {
             decrease,
             backoff_ratio: zero_is_none(self.backoff_ratio),
             rebaseline_after: self.rebaseline_after,
+            rtt_samples: self.rtt_samples,
+            baseline_band: self.use_baseline_band.then_some(self.baseline_band),
             slow_start: self.slow_start,
             seed: self.seed,
             window: self.window.to_rust(),
@@ -348,6 +384,8 @@ impl valve_envoy_gradient_config {
             min_rtt_request_count: 0,
             min_rtt_pin: false,
             min_rtt_fixed_ns: 0,
+            min_rtt_band: 0.0,
+            rtt_samples: config.rtt_samples,
             remeasure_after: config.remeasure_after,
             backoff_ratio: config.backoff_ratio.unwrap_or(0.0),
             app_limited: config.app_limited,
@@ -368,6 +406,10 @@ impl valve_envoy_gradient_config {
                 c.min_rtt_fixed_ns = duration_to_nanos(rtt);
             }
             MinRtt::Learned => {}
+            MinRtt::Baseline { band } => {
+                c.min_rtt = MIN_RTT_BASELINE;
+                c.min_rtt_band = band;
+            }
         }
         c
     }
@@ -382,6 +424,7 @@ impl valve_envoy_gradient_config {
             },
             MIN_RTT_FIXED => MinRtt::Fixed(Duration::from_nanos(self.min_rtt_fixed_ns)),
             MIN_RTT_LEARNED => MinRtt::Learned,
+            MIN_RTT_BASELINE => MinRtt::Baseline { band: self.min_rtt_band },
             other => return Err(unknown("min_rtt", other, "valve_min_rtt")),
         };
         Ok(EnvoyGradientConfig {
@@ -391,6 +434,7 @@ impl valve_envoy_gradient_config {
             max_limit: self.max_limit,
             buffer: self.buffer,
             min_rtt,
+            rtt_samples: self.rtt_samples,
             remeasure_after: self.remeasure_after,
             backoff_ratio: zero_is_none(self.backoff_ratio),
             app_limited: self.app_limited,
