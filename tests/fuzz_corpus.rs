@@ -45,3 +45,11 @@ mod c_abi;
 fn c_abi_corpus() {
     replay("c_abi", c_abi::run);
 }
+
+#[path = "../fuzz/harness/breaker.rs"]
+mod breaker;
+
+#[test]
+fn breaker_corpus() {
+    replay("breaker", breaker::run);
+}

@@ -4,7 +4,10 @@
 //! replays the committed corpus (`tests/fuzz_corpus.rs`).
 
 use arbitrary::{Arbitrary, Result, Unstructured};
-use valve::{Aimd, AimdConfig, Fixed, LimitAlgorithm, Limiter, Outcome, Permit, WindowConfig};
+use valve::{
+    Aimd, AimdConfig, EnvoyGradient, EnvoyGradientConfig, Fixed, Gradient2, Gradient2Config,
+    LimitAlgorithm, Limiter, Outcome, Permit, Vegas, VegasConfig, WindowConfig,
+};
 
 #[derive(Debug, Arbitrary)]
 enum Algorithm {
@@ -12,6 +15,12 @@ enum Algorithm {
     AimdNetflix,
     AimdDefault,
     AimdPerSample { min: u8, max: u16, initial: u16, step: u8, backoff_permille: u16 },
+    Gradient2Netflix,
+    Gradient2Default,
+    VegasNetflix,
+    VegasDefault,
+    EnvoyGradientEnvoy,
+    EnvoyGradientDefault,
 }
 
 #[derive(Debug, Arbitrary)]
@@ -62,6 +71,16 @@ fn run_unstructured(u: &mut Unstructured<'_>) -> Result<()> {
                 Err(_) => return Ok(()),
             }
         }
+        Algorithm::Gradient2Netflix => {
+            Box::new(Gradient2::new(Gradient2Config::netflix()).unwrap())
+        }
+        Algorithm::Gradient2Default => Box::new(Gradient2::default()),
+        Algorithm::VegasNetflix => Box::new(Vegas::new(VegasConfig::netflix()).unwrap()),
+        Algorithm::VegasDefault => Box::new(Vegas::default()),
+        Algorithm::EnvoyGradientEnvoy => {
+            Box::new(EnvoyGradient::new(EnvoyGradientConfig::envoy()).unwrap())
+        }
+        Algorithm::EnvoyGradientDefault => Box::new(EnvoyGradient::default()),
     };
     let bounds = algorithm.bounds();
     let limiter = Limiter::new(algorithm).expect("validated algorithms build a limiter");
