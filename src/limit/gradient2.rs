@@ -50,6 +50,7 @@ use std::time::Duration;
 
 use crate::clock::duration_to_nanos;
 use crate::error::ConfigError;
+use crate::limit::float_limit::FloatLimit;
 use crate::limit::slow_start::SlowStart;
 use crate::limit::smoothed::{SmoothedRtt, UnansweredCuts};
 use crate::limit::{LimitAlgorithm, LimitBounds, WindowConfig, WindowSample};
@@ -241,14 +242,11 @@ pub struct Gradient2 {
     config: Gradient2Config,
     bounds: LimitBounds,
     max_healthy_rtt: f64,
-    /// The float limit; the published limit is its truncation.
-    estimate: f64,
-    /// What this algorithm last returned: a different limit in force was set by hand.
-    published: u32,
+    /// The float limit, what was last published, and updates at the minimum.
+    current: FloatLimit,
     long_rtt: ExpAvg,
     short_rtt: SmoothedRtt,
     slow_start: SlowStart,
-    windows_at_min: u32,
     cuts: UnansweredCuts,
 }
 
@@ -293,12 +291,10 @@ impl Gradient2 {
             config,
             bounds,
             max_healthy_rtt,
-            estimate: f64::from(config.initial_limit),
-            published: config.initial_limit,
+            current: FloatLimit::new(config.initial_limit),
             long_rtt: ExpAvg::new(config.long_window, config.long_warmup),
             short_rtt: SmoothedRtt::new(config.rtt_samples),
             slow_start: SlowStart::new(config.slow_start),
-            windows_at_min: 0,
             cuts: UnansweredCuts::default(),
         })
     }
@@ -330,15 +326,7 @@ impl Gradient2 {
     }
 
     fn publish(&mut self, estimate: f64) -> u32 {
-        self.estimate = estimate;
-        // `as` truncates toward zero (and saturates), as Java's `(int)` cast.
-        self.published = self.bounds.clamp(estimate as u32);
-        if self.published == self.bounds.min {
-            self.windows_at_min = self.windows_at_min.saturating_add(1);
-        } else {
-            self.windows_at_min = 0;
-        }
-        self.published
+        self.current.publish(estimate, self.bounds)
     }
 }
 
@@ -372,18 +360,17 @@ impl LimitAlgorithm for Gradient2 {
     }
 
     fn update(&mut self, sample: &WindowSample, limit: u32) -> u32 {
-        if limit != self.published {
-            self.estimate = f64::from(limit);
-        }
+        self.current.resync(limit);
         let c = self.config;
-        let rebaseline = c.rebaseline_after != 0 && self.windows_at_min >= c.rebaseline_after;
-        let queue = c.queue_size.at(self.estimate as u32);
+        let rebaseline =
+            c.rebaseline_after != 0 && self.current.windows_at_min >= c.rebaseline_after;
+        let queue = c.queue_size.at(self.current.estimate as u32);
         // A zero RTT (possible with no RTT threshold) carries no latency information: it is
         // taken as 1 ns so the ratios below stay finite.
         let short = self.short_rtt.add((sample.rtt as f64).max(1.0), sample.samples);
         if rebaseline {
             self.long_rtt.reset_to(short);
-            self.windows_at_min = 0;
+            self.current.windows_at_min = 0;
         }
         let long = self.learn_baseline(short);
         if long / short > 2.0 {
@@ -391,7 +378,7 @@ impl LimitAlgorithm for Gradient2 {
         }
         let latency_signal = c.rtt_tolerance * long / short < 1.0;
         let in_flight = f64::from(sample.max_in_flight);
-        let estimate = self.estimate;
+        let estimate = self.current.estimate;
 
         if let Some(next) =
             self.slow_start.next(limit, sample.max_in_flight, sample.did_drop || latency_signal)
@@ -437,7 +424,7 @@ mod tests {
 
     /// Windows of `samples` samples each.
     fn run_windows(g: &mut Gradient2, samples: u32, steps: &[(Nanos, u32, bool)]) -> Vec<u32> {
-        let mut limit = g.published;
+        let mut limit = g.current.published;
         steps
             .iter()
             .map(|&(rtt, in_flight, drop)| {
@@ -482,7 +469,7 @@ mod tests {
         let limits = run(&mut g, &steps);
         assert_eq!(limits, vec![20, 21, 21, 20, 20, 21, 22, 23, 24, 24, 25, 24, 22, 23, 24]);
         assert!((g.long_rtt() - 15_176_274.233_111_959).abs() < 1e-3, "{}", g.long_rtt());
-        assert!((g.estimate - 24.004_209_750_000_015).abs() < 1e-12);
+        assert!((g.current.estimate - 24.004_209_750_000_015).abs() < 1e-12);
     }
 
     /// Netflix's own unit tests use per-sample updates; the parity preset reproduces their
@@ -515,7 +502,7 @@ mod tests {
         // The baseline did not follow the queueing RTT up.
         assert_eq!(g.long_rtt(), 10.0 * MS as f64);
         // A drop backs off by 0.9 whatever the latency says.
-        let estimate = g.estimate;
+        let estimate = g.current.estimate;
         let after = run(&mut g, &[(10 * MS, 76, true)])[0];
         assert_eq!(after, (estimate * 0.9) as u32);
     }

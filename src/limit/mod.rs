@@ -17,9 +17,14 @@
 //! | [`Gradient2`] | `gradient2.rs` | Netflix `Gradient2Limit` (parity preset) and valve defaults |
 //! | [`Vegas`] | `vegas.rs` | Netflix `VegasLimit` (parity preset) and valve defaults |
 //! | [`EnvoyGradient`] | `gradient.rs` | Envoy adaptive concurrency gradient controller (parity preset) and valve defaults |
+//!
+//! Shared pieces: `window.rs` and `histogram.rs` (sample accumulation), `smoothed.rs` (RTT
+//! averaged over samples), `slow_start.rs`, `float_limit.rs` (the float estimate behind the
+//! published integer limit).
 
 mod aimd;
 mod fixed;
+mod float_limit;
 mod gradient;
 mod gradient2;
 mod histogram;

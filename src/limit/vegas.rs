@@ -45,6 +45,7 @@
 //!   grows while the queue is below 10 and settles at 1.1-1.3x the service's concurrency.
 
 use crate::error::ConfigError;
+use crate::limit::float_limit::FloatLimit;
 use crate::limit::slow_start::SlowStart;
 use crate::limit::smoothed::{BASELINE_SAMPLES, SmoothedRtt};
 use crate::limit::{LimitAlgorithm, LimitBounds, WindowConfig, WindowSample};
@@ -160,10 +161,8 @@ impl Default for VegasConfig {
 pub struct Vegas {
     config: VegasConfig,
     bounds: LimitBounds,
-    /// The float limit; the published limit is its truncation.
-    estimate: f64,
-    /// What this algorithm last returned: a different limit in force was set by hand.
-    published: u32,
+    /// The float limit, what was last published, and updates at the minimum.
+    current: FloatLimit,
     /// No-load RTT in nanoseconds; 0 until the first window.
     rtt_noload: f64,
     /// The averaged RTT.
@@ -174,7 +173,6 @@ pub struct Vegas {
     probe_jitter: f64,
     rng: SplitMix64,
     slow_start: SlowStart,
-    windows_at_min: u32,
 }
 
 /// Netflix `Log10RootIntFunction`: `max(1, floor(log10 x))`, exact at powers of ten.
@@ -227,8 +225,7 @@ impl Vegas {
         Ok(Self {
             config,
             bounds,
-            estimate: f64::from(config.initial_limit),
-            published: config.initial_limit,
+            current: FloatLimit::new(config.initial_limit),
             rtt_noload: 0.0,
             short_rtt: SmoothedRtt::new(config.rtt_samples),
             baseline: SmoothedRtt::new(BASELINE_SAMPLES),
@@ -236,7 +233,6 @@ impl Vegas {
             probe_jitter,
             rng,
             slow_start: SlowStart::new(config.slow_start),
-            windows_at_min: 0,
         })
     }
 
@@ -251,13 +247,13 @@ impl Vegas {
     }
 
     fn thresholds(&self) -> (u32, u32, u32) {
-        let log = log10_floor(self.estimate as u32);
+        let log = log10_floor(self.current.estimate as u32);
         let scale = if self.config.log10_scaled { log } else { 1 };
         (self.config.alpha.saturating_mul(scale), self.config.beta.saturating_mul(scale), log)
     }
 
     fn decrease(&self, queue: f64) -> f64 {
-        let l = self.estimate;
+        let l = self.current.estimate;
         match self.config.decrease {
             VegasDecrease::Log10 => l - f64::from(log10_floor(l as u32)),
             VegasDecrease::Ratio(r) => l * r,
@@ -266,19 +262,11 @@ impl Vegas {
     }
 
     fn publish(&mut self, estimate: f64) -> u32 {
-        self.estimate = estimate;
-        // `as` truncates toward zero (and saturates), as Java's `(int)` cast.
-        self.published = self.bounds.clamp(estimate as u32);
-        if self.published == self.bounds.min {
-            self.windows_at_min = self.windows_at_min.saturating_add(1);
-        } else {
-            self.windows_at_min = 0;
-        }
-        self.published
+        self.current.publish(estimate, self.bounds)
     }
 
     fn hold(&mut self) -> u32 {
-        self.publish(self.estimate)
+        self.publish(self.current.estimate)
     }
 }
 
@@ -302,9 +290,7 @@ impl LimitAlgorithm for Vegas {
     }
 
     fn update(&mut self, sample: &WindowSample, limit: u32) -> u32 {
-        if limit != self.published {
-            self.estimate = f64::from(limit);
-        }
+        self.current.resync(limit);
         let c = self.config;
         // Netflix rejects a zero RTT with an exception; here it carries no information.
         if sample.rtt == 0 {
@@ -312,7 +298,8 @@ impl LimitAlgorithm for Vegas {
         }
         if let Some(multiplier) = c.probe_multiplier {
             self.probe_count += 1;
-            if self.probe_jitter * f64::from(multiplier) * self.estimate <= self.probe_count as f64
+            if self.probe_jitter * f64::from(multiplier) * self.current.estimate
+                <= self.probe_count as f64
             {
                 self.probe_jitter = next_in(&mut self.rng, 0.5, 1.0);
                 self.probe_count = 0;
@@ -322,8 +309,8 @@ impl LimitAlgorithm for Vegas {
         }
         // Exact for a span of 0: integer nanoseconds below 2^53.
         let rtt = self.short_rtt.add(sample.rtt as f64, sample.samples);
-        if c.rebaseline_after != 0 && self.windows_at_min >= c.rebaseline_after {
-            self.windows_at_min = 0;
+        if c.rebaseline_after != 0 && self.current.windows_at_min >= c.rebaseline_after {
+            self.current.windows_at_min = 0;
             self.rtt_noload = rtt;
             self.baseline.reset_to(rtt, sample.samples);
             return self.hold();
@@ -341,7 +328,7 @@ impl LimitAlgorithm for Vegas {
             }
             None => {}
         }
-        let queue = (self.estimate * (1.0 - self.rtt_noload / rtt)).ceil();
+        let queue = (self.current.estimate * (1.0 - self.rtt_noload / rtt)).ceil();
         let (alpha, beta, threshold) = self.thresholds();
         let signal = sample.did_drop || queue >= f64::from(alpha);
         if let Some(next) = self.slow_start.next(limit, sample.max_in_flight, signal) {
@@ -352,17 +339,17 @@ impl LimitAlgorithm for Vegas {
             match c.backoff_ratio {
                 // The ratio, or the queue rule if that cuts deeper (timeouts under collapse).
                 Some(ratio) if queue > f64::from(beta) => {
-                    (self.estimate * ratio).min(self.decrease(queue))
+                    (self.current.estimate * ratio).min(self.decrease(queue))
                 }
-                Some(ratio) => self.estimate * ratio,
+                Some(ratio) => self.current.estimate * ratio,
                 None => self.decrease(queue),
             }
-        } else if f64::from(sample.max_in_flight) * 2.0 < self.estimate {
+        } else if f64::from(sample.max_in_flight) * 2.0 < self.current.estimate {
             return self.hold();
         } else if queue <= f64::from(threshold) {
-            self.estimate + f64::from(beta)
+            self.current.estimate + f64::from(beta)
         } else if queue < f64::from(alpha) {
-            self.estimate + f64::from(threshold)
+            self.current.estimate + f64::from(threshold)
         } else if queue > f64::from(beta) {
             self.decrease(queue)
         } else {
@@ -372,7 +359,7 @@ impl LimitAlgorithm for Vegas {
         // publishing.
         #[allow(clippy::manual_clamp)]
         let new = new.min(f64::from(c.max_limit)).max(1.0);
-        let smoothed = (1.0 - c.smoothing) * self.estimate + c.smoothing * new;
+        let smoothed = (1.0 - c.smoothing) * self.current.estimate + c.smoothing * new;
         self.publish(smoothed.max(f64::from(c.min_limit)))
     }
 }
@@ -387,7 +374,7 @@ mod tests {
     /// Windows of one sample, or of the valve defaults' whole RTT average (each window then
     /// replaces the averaged RTT).
     fn run(v: &mut Vegas, steps: &[(Nanos, u32, bool)]) -> Vec<u32> {
-        let mut limit = v.published;
+        let mut limit = v.current.published;
         let samples = v.config.rtt_samples.max(1);
         steps
             .iter()
@@ -497,7 +484,7 @@ mod tests {
         // their average (9.6 ms), not from the first window, and slow start doubles.
         let mut steps = vec![(3 * MS, 20, false)];
         steps.extend((0..9).map(|i| (if i % 2 == 0 { 13 } else { 7 } * MS, 20, false)));
-        let mut limit = v.published;
+        let mut limit = v.current.published;
         for &(rtt, in_flight, drop) in &steps {
             let sample =
                 WindowSample { samples: 20, ..WindowSample::single(0, rtt, in_flight, drop) };
