@@ -1,9 +1,9 @@
 //! The scenarios: each failure mode, run with and without the control that contains it.
 
 use valve::{
-    Aimd, AimdConfig, BackoffConfig, Breaker, BreakerConfig, ConcurrencyBudget, EnvoyGradient,
-    EnvoyGradientConfig, Fixed, Gradient2, Gradient2Config, Jitter, LimitAlgorithm, Limiter,
-    ManualClock, Nanos, TokenQuota, Vegas, VegasConfig, WindowedBudget, WindowedConfig,
+    Aimd, AimdConfig, BackoffConfig, Breaker, BreakerConfig, BreakerSplitMix64, ConcurrencyBudget,
+    EnvoyGradient, EnvoyGradientConfig, Fixed, Gradient2, Gradient2Config, Jitter, LimitAlgorithm,
+    Limiter, ManualClock, Nanos, TokenQuota, Vegas, VegasConfig, WindowedBudget, WindowedConfig,
 };
 
 use crate::sim::{
@@ -147,7 +147,7 @@ pub fn execute(job: &Job) -> (Row, Vec<Bucket>) {
         }
         Setup::Concurrency(make) => budgeted(Budget::Concurrency(&make())),
         Setup::Breaker(config) => {
-            let breaker = Breaker::builder(config()).clock(clock).build().unwrap();
+            let breaker = seeded_breaker(config(), job.model.seed, clock);
             let report = run(None, Some(&breaker), Retries::None);
             extra = format!(
                 "{} calls while dead, opened {} times",
@@ -159,7 +159,7 @@ pub fn execute(job: &Job) -> (Row, Vec<Bucket>) {
         Setup::Everything(true) => {
             let algorithm: Box<dyn LimitAlgorithm> = Box::new(Gradient2::default());
             let limiter = Limiter::with_clock(algorithm, clock).unwrap();
-            let breaker = Breaker::builder(BreakerConfig::default()).clock(clock).build().unwrap();
+            let breaker = seeded_breaker(BreakerConfig::default(), job.model.seed, clock);
             let budget = WindowedBudget::with_clock(
                 WindowedConfig { percent_can_retry: 0.1, ..WindowedConfig::finagle() },
                 ManualClock::new(0),
@@ -174,6 +174,11 @@ pub fn execute(job: &Job) -> (Row, Vec<Bucket>) {
     let (mut row, buckets) = summarise(job, report);
     row.note = extra;
     (row, buckets)
+}
+
+/// A breaker whose open-duration jitter comes from the run's seed, so `--seed` reproduces it.
+fn seeded_breaker(config: BreakerConfig, seed: u64, clock: &ManualClock) -> Breaker<&ManualClock> {
+    Breaker::builder(config).clock(clock).rng(BreakerSplitMix64::new(seed)).build().unwrap()
 }
 
 fn summarise(job: &Job, mut report: Report) -> (Row, Vec<Bucket>) {
