@@ -14,7 +14,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | `clock` | [`Nanos`], [`Clock`], [`MonotonicClock`], [`ManualClock`] |
-//! | `limit` | [`LimitAlgorithm`] and the algorithms ([`Fixed`], [`Aimd`]); `window.rs`: lock-free sample windows |
+//! | `limit` | [`LimitAlgorithm`] and the algorithms ([`Fixed`], [`Aimd`]); `window.rs`: lock-free sample windows; `shards.rs`: per-thread sample counters |
 //! | `limit` (latency-based) | [`Gradient2`], [`Vegas`], [`EnvoyGradient`] with parity presets and valve defaults (slow start, drift guards); [`WindowRequest`] |
 //! | `limit/histogram.rs` | [`LatencyHistogram`]: lock-free log-linear histogram behind percentile windows |
 //! | `limiter` | [`Limiter`]: exact one-CAS admission, [`Permit`]s and their [`Outcome`]s, [`LimiterSnapshot`] |
@@ -23,6 +23,7 @@
 //! | `breaker` | [`Breaker`]: state word, count/time windows, trip policies, half-open probes, [`BreakerConfig`] and its presets, [`BreakerSnapshot`] |
 //! | `error` | [`ConfigError`], returned by every constructor |
 //! | `sync` | std or loom atomics (`--cfg valve_loom`) and the updater election |
+//! | `thread_slot` | dense per-thread indices: each thread owns one shard of a limiter's counters (`limit/shards.rs`) |
 //! | [`ffi`] | the C ABI declared in `include/valve.h`: handles, configs, permits, status codes |
 //!
 //! ## Time
@@ -59,6 +60,7 @@ mod limit;
 mod limiter;
 mod rng;
 mod sync;
+mod thread_slot;
 
 pub use breaker::{
     Breaker, BreakerBuilder, BreakerConfig, BreakerOutcome, BreakerPermit, BreakerRejected,

@@ -28,6 +28,7 @@ mod float_limit;
 mod gradient;
 mod gradient2;
 mod histogram;
+mod shards;
 mod slow_start;
 mod smoothed;
 mod vegas;

@@ -1,30 +1,35 @@
 //! Lock-free sample accumulation and window election.
 //!
-//! Sampling must never delay admission or release. A completed call adds its sample to one
-//! packed word with a single `fetch_add` (plus a load, and rarely a `fetch_max`/`fetch_min`, for
-//! the window's largest in-flight and smallest RTT). When a window is due, the sampling thread
-//! that wins the updater election ([`UpdaterCell`], one CAS, losers carry on at once) swaps the
-//! accumulators out and hands the aggregate to the algorithm. No sample is lost or counted twice:
-//! the swap moves every sample in the word at that instant into exactly one window.
+//! Sampling must never delay admission or release. A completed call adds its sample to its
+//! thread's [shard](super::shards) with plain stores (a `fetch_add` only on the shared shard of
+//! threads beyond the shard count), plus a few loads of read-mostly words, and rarely a
+//! `fetch_max`/`fetch_min` for the window's largest in-flight and smallest RTT. When a window is
+//! due, the sampling thread that wins the updater election ([`UpdaterCell`], one CAS, losers
+//! carry on at once) takes every shard's samples since the previous close and hands the
+//! aggregate to the algorithm. No sample is lost or counted twice: shards only grow, and each
+//! close takes exactly the difference between what it reads now and what the previous close
+//! read.
 
 use crossbeam_utils::CachePadded;
 
 use crate::clock::{Nanos, duration_to_nanos};
 use crate::limit::histogram::LatencyHistogram;
+use crate::limit::shards::Shards;
 use crate::limit::{LimitAlgorithm, WindowConfig, WindowSample};
-use crate::sync::{AtomicU32, AtomicU64, Ordering, UpdaterCell, fence, spin_hint};
+use crate::sync::{AtomicU32, AtomicU64, Ordering, UpdaterCell};
 
-/// Bit layout of [`Accumulators::packed`]:
+/// Bit layout of [`Shard::window`](super::shards::Shard), a running total that wraps:
 ///
 /// | bits   | field        | unit         |
 /// |--------|--------------|--------------|
 /// | 0..40  | `rtt_sum`    | microseconds |
 /// | 40..64 | `samples`    | calls        |
 ///
-/// Invariant: both fields hold only the current window, and a window is closed before either
-/// field passes half its range (a sampler that sees `samples >= 2^23` or `rtt_sum >= 2^39`
-/// forces it closed), so a carry from `rtt_sum` into `samples` needs 2^39 us (6 days) of
-/// summed RTT to arrive after that mark and before the swap.
+/// Invariant: a window takes `now - taken` with wrapping arithmetic, which decodes exactly while
+/// one shard's open window holds under 2^40 us of RTT (the carry out of `rtt_sum` lands in
+/// `samples` and cancels in the difference) and under 2^24 samples. A sampler whose shard's open
+/// window passes half of either range forces a close, so reaching the full range needs 2^39 us
+/// (6 days) of summed RTT or 2^23 samples to arrive from that one thread while no close succeeds.
 const SAMPLES_SHIFT: u32 = 40;
 const SAMPLE_ONE: u64 = 1 << SAMPLES_SHIFT;
 const RTT_SUM_MASK: u64 = SAMPLE_ONE - 1;
@@ -32,24 +37,43 @@ const FORCE_CLOSE_SAMPLES: u64 = 1 << 23;
 const FORCE_CLOSE_RTT_SUM: u64 = 1 << 39;
 /// One sample adds at most this many microseconds (about 71 minutes).
 const RTT_CLAMP_US: u64 = (1 << 32) - 1;
-/// Seqlock read attempts in [`Window::sampled_total`] before falling back to a plain read.
-const SNAPSHOT_RETRIES: u32 = 64;
 
-/// What samplers write: kept on its own cache line, away from the admission word.
+/// What every sample reads and only the updater writes: one read-mostly cache line.
 #[derive(Debug)]
-struct Accumulators {
-    /// `(samples, rtt_sum)`; see the table above.
-    packed: AtomicU64,
+struct OpenWindow {
+    /// Earliest close of the current window; 0 at start, so the first window closes as soon as
+    /// it has `min_samples` (as Netflix's `WindowedLimit`).
+    next_close_at: AtomicU64,
+    /// Samples the open window needs: the config's, or the algorithm's `close_after_samples`.
+    min_samples: AtomicU64,
+    /// Samples of calls started before this are not sampled (the algorithm's request).
+    discard_started_before: AtomicU64,
+    min_rtt_threshold: Nanos,
+    min_duration: Nanos,
+    max_duration: Nanos,
+    config_min_samples: u64,
+}
+
+/// The open window's extremes (written when one moves) and the last closed window's RTTs
+/// (written at each close): rarely written, read by every sample and by snapshots.
+#[derive(Debug)]
+struct Extremes {
     max_in_flight: AtomicU32,
     min_rtt: AtomicU64,
+    /// Mean RTT of the last closed window (ns; 0 before the first).
+    last_rtt: AtomicU64,
+    /// Smallest RTT of the last closed window (ns; 0 before the first).
+    last_min_rtt: AtomicU64,
 }
 
 /// What only the elected updater touches.
 #[derive(Debug)]
 struct Updater<A> {
     algorithm: A,
-    /// `Window::dropped` at the previous close: a window "did drop" if it moved since.
+    /// Sum of the shards' `dropped` at the previous close: a window "did drop" if it moved since.
     drops_seen: u64,
+    /// Each shard's `window` as this close read it, kept until the close is certain.
+    reading: Box<[u64]>,
 }
 
 /// Running totals, for [`crate::LimiterSnapshot`].
@@ -61,69 +85,63 @@ pub(crate) struct WindowTotals {
     pub(crate) dropped: u64,
     /// Successes and drops below the RTT threshold, not sampled.
     pub(crate) unsampled: u64,
+    /// Calls released as ignored.
+    pub(crate) ignored: u64,
+    /// Calls refused.
+    pub(crate) rejected: u64,
     /// Mean RTT of the last closed window (ns; 0 before the first).
     pub(crate) last_rtt: Nanos,
     /// Smallest RTT of the last closed window (ns; 0 before the first).
     pub(crate) last_min_rtt: Nanos,
 }
 
-/// Sample accumulation for one limiter, and the algorithm it feeds.
+/// Sample accumulation for one limiter, the limiter's counters, and the algorithm they feed.
 ///
-/// Memory ordering: accumulation is `Relaxed` (every field is self-contained); the updater
-/// election is an acquire/release pair, so each updater sees the algorithm state its
-/// predecessor left. [`Window::sampled_total`] reads through a seqlock on `epoch`. The
-/// algorithm's [`WindowRequest`](crate::WindowRequest) is published with `Relaxed` stores: a
-/// sampler that still sees the previous request lets at most its own sample through under the
-/// old rule (Envoy's epoch check races the same way).
+/// Memory ordering: a sample's counters are stored before its `window` total with `Release`,
+/// and the updater reads each `window` with `Acquire` before the counters, so a window that
+/// takes a sample also sees whether it dropped. The updater election is an acquire/release
+/// pair, so each updater sees the algorithm state and the `taken` marks its predecessor left.
+/// Counters are otherwise `Relaxed`: every one is self-contained. The algorithm's
+/// [`WindowRequest`](crate::WindowRequest) is published with `Relaxed` stores: a sampler that
+/// still sees the previous request lets at most its own sample through under the old rule
+/// (Envoy's epoch check races the same way).
 #[derive(Debug)]
 pub(crate) struct Window<A> {
-    accumulators: CachePadded<Accumulators>,
-    /// Earliest close of the current window; 0 at start, so the first window closes as soon as
-    /// it has `min_samples` (as Netflix's `WindowedLimit`).
-    next_close_at: AtomicU64,
-    /// Seqlock over `(flushed_samples, packed)`: odd while a close moves samples between them.
-    epoch: AtomicU64,
-    flushed_samples: AtomicU64,
-    dropped: AtomicU64,
-    unsampled: AtomicU64,
-    last_rtt: AtomicU64,
-    last_min_rtt: AtomicU64,
-    /// Samples the open window needs: the config's, or the algorithm's `close_after_samples`.
-    min_samples: AtomicU64,
-    /// Samples of calls started before this are not sampled (the algorithm's request).
-    discard_started_before: AtomicU64,
+    shards: Shards,
+    open: CachePadded<OpenWindow>,
+    extremes: CachePadded<Extremes>,
     /// Filled only when the config asks for a percentile, with that percentile.
     histogram: Option<(LatencyHistogram, f64)>,
-    min_duration: Nanos,
-    max_duration: Nanos,
-    config_min_samples: u64,
-    min_rtt_threshold: Nanos,
-    updater: UpdaterCell<Updater<A>>,
+    updater: CachePadded<UpdaterCell<Updater<A>>>,
 }
 
 impl<A: LimitAlgorithm> Window<A> {
     pub(crate) fn new(algorithm: A, config: WindowConfig) -> Self {
+        let shards = Shards::new();
+        let reading = vec![0; shards.len()].into_boxed_slice();
         Self {
-            accumulators: CachePadded::new(Accumulators {
-                packed: AtomicU64::new(0),
+            shards,
+            open: CachePadded::new(OpenWindow {
+                next_close_at: AtomicU64::new(0),
+                min_samples: AtomicU64::new(config.min_samples.into()),
+                discard_started_before: AtomicU64::new(0),
+                min_rtt_threshold: duration_to_nanos(config.min_rtt_threshold),
+                min_duration: duration_to_nanos(config.min_duration),
+                max_duration: duration_to_nanos(config.max_duration),
+                config_min_samples: config.min_samples.into(),
+            }),
+            extremes: CachePadded::new(Extremes {
                 max_in_flight: AtomicU32::new(0),
                 min_rtt: AtomicU64::new(u64::MAX),
+                last_rtt: AtomicU64::new(0),
+                last_min_rtt: AtomicU64::new(0),
             }),
-            next_close_at: AtomicU64::new(0),
-            epoch: AtomicU64::new(0),
-            flushed_samples: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            unsampled: AtomicU64::new(0),
-            last_rtt: AtomicU64::new(0),
-            last_min_rtt: AtomicU64::new(0),
-            min_samples: AtomicU64::new(config.min_samples.into()),
-            discard_started_before: AtomicU64::new(0),
             histogram: config.percentile.map(|p| (LatencyHistogram::new(), p)),
-            min_duration: duration_to_nanos(config.min_duration),
-            max_duration: duration_to_nanos(config.max_duration),
-            config_min_samples: config.min_samples.into(),
-            min_rtt_threshold: duration_to_nanos(config.min_rtt_threshold),
-            updater: UpdaterCell::new(Updater { algorithm, drops_seen: 0 }),
+            updater: CachePadded::new(UpdaterCell::new(Updater {
+                algorithm,
+                drops_seen: 0,
+                reading,
+            })),
         }
     }
 
@@ -138,41 +156,63 @@ impl<A: LimitAlgorithm> Window<A> {
         now: Nanos,
         publish: impl FnOnce(&mut A, &WindowSample),
     ) {
+        let local = self.shards.local();
         if dropped {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            local.add(&local.shard.dropped, 1, Ordering::Relaxed);
         }
+        let open = &*self.open;
         // The one load an algorithm's request adds to the sample path; `now - rtt` is the
         // call's start.
-        let discard_before = self.discard_started_before.load(Ordering::Relaxed);
-        if rtt < self.min_rtt_threshold || now.saturating_sub(rtt) < discard_before {
-            self.record_unsampled();
+        let discard_before = open.discard_started_before.load(Ordering::Relaxed);
+        if rtt < open.min_rtt_threshold || now.saturating_sub(rtt) < discard_before {
+            local.add(&local.shard.unsampled, 1, Ordering::Relaxed);
             return;
         }
         if let Some((histogram, _)) = &self.histogram {
             histogram.record(rtt);
         }
-        let acc = &*self.accumulators;
+        let extremes = &*self.extremes;
         // Extremes first, so the window this sample closes already includes them. A load before
         // each RMW: in steady state neither extreme moves, and a load costs no cache-line write.
-        if in_flight > acc.max_in_flight.load(Ordering::Relaxed) {
-            acc.max_in_flight.fetch_max(in_flight, Ordering::Relaxed);
+        if in_flight > extremes.max_in_flight.load(Ordering::Relaxed) {
+            extremes.max_in_flight.fetch_max(in_flight, Ordering::Relaxed);
         }
-        if rtt < acc.min_rtt.load(Ordering::Relaxed) {
-            acc.min_rtt.fetch_min(rtt, Ordering::Relaxed);
+        if rtt < extremes.min_rtt.load(Ordering::Relaxed) {
+            extremes.min_rtt.fetch_min(rtt, Ordering::Relaxed);
         }
-        let rtt_us = (rtt.saturating_add(500) / 1000).min(RTT_CLAMP_US);
-        let prev = acc.packed.fetch_add(SAMPLE_ONE | rtt_us, Ordering::Relaxed);
-        let samples = (prev >> SAMPLES_SHIFT) + 1;
-        let due = samples >= self.min_samples.load(Ordering::Relaxed)
-            && now >= self.next_close_at.load(Ordering::Relaxed);
-        if due || must_force_close(prev) {
+        local.add(&local.shard.sampled, 1, Ordering::Relaxed);
+        let sample = SAMPLE_ONE | (rtt.saturating_add(500) / 1000).min(RTT_CLAMP_US);
+        // Release: the counters stored above are visible to an updater that reads this total.
+        let total = local.add(&local.shard.window, sample, Ordering::Release).wrapping_add(sample);
+        let open_here = total.wrapping_sub(local.shard.taken.load(Ordering::Relaxed));
+        if must_force_close(open_here) || self.may_be_due(open_here >> SAMPLES_SHIFT, now) {
             self.try_close(now, publish);
         }
     }
 
-    #[cold]
-    fn record_unsampled(&self) {
-        self.unsampled.fetch_add(1, Ordering::Relaxed);
+    /// Whether the window may be due, from this shard's share of it: the time has come and, if
+    /// every shard in use held as many samples as this one, the window would have enough. The
+    /// shard with the most samples answers yes once the window truly has enough; the updater
+    /// counts exactly before it closes anything.
+    #[inline]
+    fn may_be_due(&self, samples_here: u64, now: Nanos) -> bool {
+        now >= self.open.next_close_at.load(Ordering::Relaxed)
+            && samples_here.saturating_mul(self.shards.in_use().len() as u64)
+                >= self.open.min_samples.load(Ordering::Relaxed)
+    }
+
+    /// Counts a call released as ignored.
+    #[inline]
+    pub(crate) fn record_ignored(&self) {
+        let local = self.shards.local();
+        local.add(&local.shard.ignored, 1, Ordering::Relaxed);
+    }
+
+    /// Counts a refused call.
+    #[inline]
+    pub(crate) fn record_rejected(&self) {
+        let local = self.shards.local();
+        local.add(&local.shard.rejected, 1, Ordering::Relaxed);
     }
 
     #[cold]
@@ -181,35 +221,38 @@ impl<A: LimitAlgorithm> Window<A> {
         let Some(mut updater) = self.updater.try_elect() else {
             return;
         };
-        let acc = &*self.accumulators;
-        // Re-check under the election: the previous updater may have closed this window already.
-        let packed = acc.packed.load(Ordering::Relaxed);
-        let due = packed >> SAMPLES_SHIFT >= self.min_samples.load(Ordering::Relaxed)
-            && now >= self.next_close_at.load(Ordering::Relaxed);
-        if !due && !must_force_close(packed) {
+        let updater = &mut *updater;
+        let open = &*self.open;
+        // Count exactly under the election: the estimate that led here may be high, and the
+        // previous updater may have closed this window already.
+        let shards = self.shards.in_use();
+        let (mut samples, mut rtt_sum, mut force) = (0u64, 0u64, false);
+        for (shard, reading) in shards.iter().zip(updater.reading.iter_mut()) {
+            *reading = shard.window.load(Ordering::Acquire);
+            let open_here = reading.wrapping_sub(shard.taken.load(Ordering::Relaxed));
+            force |= must_force_close(open_here);
+            samples += open_here >> SAMPLES_SHIFT;
+            rtt_sum += open_here & RTT_SUM_MASK;
+        }
+        let due = samples >= open.min_samples.load(Ordering::Relaxed).max(1)
+            && now >= open.next_close_at.load(Ordering::Relaxed);
+        if !due && !force {
             return;
         }
+        for (shard, reading) in shards.iter().zip(updater.reading.iter()) {
+            shard.taken.store(*reading, Ordering::Relaxed);
+        }
 
-        // Seqlock write: a reader that overlaps the move of samples from `packed` to
-        // `flushed_samples` sees an odd or changed epoch and retries.
-        let epoch = self.epoch.load(Ordering::Relaxed);
-        self.epoch.store(epoch.wrapping_add(1), Ordering::Relaxed);
-        fence(Ordering::Release);
-        let packed = acc.packed.swap(0, Ordering::Relaxed);
-        let samples = packed >> SAMPLES_SHIFT;
-        let flushed = self.flushed_samples.load(Ordering::Relaxed);
-        self.flushed_samples.store(flushed + samples, Ordering::Relaxed);
-        self.epoch.store(epoch.wrapping_add(2), Ordering::Release);
-
-        let max_in_flight = acc.max_in_flight.swap(0, Ordering::Relaxed);
-        let min_rtt = acc.min_rtt.swap(u64::MAX, Ordering::Relaxed);
-        let dropped = self.dropped.load(Ordering::Relaxed);
+        let extremes = &*self.extremes;
+        let max_in_flight = extremes.max_in_flight.swap(0, Ordering::Relaxed);
+        let min_rtt = extremes.min_rtt.swap(u64::MAX, Ordering::Relaxed);
+        let dropped = self.shards.sum(|shard| &shard.dropped);
         let did_drop = dropped != updater.drops_seen;
         updater.drops_seen = dropped;
 
         // A sample whose extremes raced into the previous window leaves these at their reset
         // values; fall back to the mean so the algorithm never sees u64::MAX.
-        let mean_rtt = (packed & RTT_SUM_MASK) * 1000 / samples.max(1);
+        let mean_rtt = rtt_sum * 1000 / samples.max(1);
         let min_rtt = if min_rtt == u64::MAX { mean_rtt } else { min_rtt };
         // A single sample keeps its exact nanoseconds rather than the microsecond sum.
         let rtt = if samples == 1 { min_rtt } else { mean_rtt };
@@ -233,59 +276,43 @@ impl<A: LimitAlgorithm> Window<A> {
         publish(&mut updater.algorithm, &sample);
 
         let request = updater.algorithm.next_window();
-        self.discard_started_before.store(request.discard_started_before, Ordering::Relaxed);
+        open.discard_started_before.store(request.discard_started_before, Ordering::Relaxed);
         let close_at = match request.close_after_samples {
             Some(samples) => {
-                self.min_samples.store(u64::from(samples.max(1)), Ordering::Relaxed);
+                open.min_samples.store(u64::from(samples.max(1)), Ordering::Relaxed);
                 now
             }
             None => {
-                self.min_samples.store(self.config_min_samples, Ordering::Relaxed);
-                let length = min_rtt.saturating_mul(2).clamp(self.min_duration, self.max_duration);
+                open.min_samples.store(open.config_min_samples, Ordering::Relaxed);
+                let length = min_rtt.saturating_mul(2).clamp(open.min_duration, open.max_duration);
                 now.saturating_add(length)
             }
         };
-        self.next_close_at.store(close_at, Ordering::Relaxed);
-        self.last_rtt.store(rtt, Ordering::Relaxed);
-        self.last_min_rtt.store(min_rtt, Ordering::Relaxed);
+        open.next_close_at.store(close_at, Ordering::Relaxed);
+        extremes.last_rtt.store(rtt, Ordering::Relaxed);
+        extremes.last_min_rtt.store(min_rtt, Ordering::Relaxed);
     }
 
-    /// Calls ever sampled: closed windows plus the open one, read consistently unless an updater
-    /// stalls mid-close for all of [`SNAPSHOT_RETRIES`] attempts.
-    fn sampled_total(&self) -> u64 {
-        let read = || {
-            let flushed = self.flushed_samples.load(Ordering::Relaxed);
-            let open = self.accumulators.packed.load(Ordering::Relaxed) >> SAMPLES_SHIFT;
-            flushed + open
-        };
-        for _ in 0..SNAPSHOT_RETRIES {
-            let before = self.epoch.load(Ordering::Acquire);
-            if before & 1 == 0 {
-                let total = read();
-                fence(Ordering::Acquire);
-                if self.epoch.load(Ordering::Relaxed) == before {
-                    return total;
-                }
-            }
-            spin_hint();
-        }
-        read()
-    }
-
+    /// Running totals. Each is a sum over the shards, read without locks: exact when no call
+    /// completes during the read, otherwise each within the calls completing meanwhile.
     pub(crate) fn totals(&self) -> WindowTotals {
         WindowTotals {
-            sampled: self.sampled_total(),
-            dropped: self.dropped.load(Ordering::Relaxed),
-            unsampled: self.unsampled.load(Ordering::Relaxed),
-            last_rtt: self.last_rtt.load(Ordering::Relaxed),
-            last_min_rtt: self.last_min_rtt.load(Ordering::Relaxed),
+            sampled: self.shards.sum(|shard| &shard.sampled),
+            dropped: self.shards.sum(|shard| &shard.dropped),
+            unsampled: self.shards.sum(|shard| &shard.unsampled),
+            ignored: self.shards.sum(|shard| &shard.ignored),
+            rejected: self.shards.sum(|shard| &shard.rejected),
+            last_rtt: self.extremes.last_rtt.load(Ordering::Relaxed),
+            last_min_rtt: self.extremes.last_min_rtt.load(Ordering::Relaxed),
         }
     }
 }
 
+/// Whether one shard's open window (a `window` difference) is past half of either field's range.
 #[inline]
-fn must_force_close(packed: u64) -> bool {
-    packed >> SAMPLES_SHIFT >= FORCE_CLOSE_SAMPLES || packed & RTT_SUM_MASK >= FORCE_CLOSE_RTT_SUM
+fn must_force_close(open_here: u64) -> bool {
+    open_here >> SAMPLES_SHIFT >= FORCE_CLOSE_SAMPLES
+        || open_here & RTT_SUM_MASK >= FORCE_CLOSE_RTT_SUM
 }
 
 #[cfg(all(test, not(valve_loom)))]
@@ -402,10 +429,10 @@ mod tests {
         }
         let seen = windows(&w);
         assert_eq!(seen.len(), 1);
-        // Closed by the first sample that found the sum past the mark.
+        // Closed by the first sample that took the sum past the mark.
         let closed_at = u64::from(seen[0].samples);
-        assert!((closed_at - 1) * RTT_CLAMP_US >= FORCE_CLOSE_RTT_SUM);
-        assert!((closed_at - 2) * RTT_CLAMP_US < FORCE_CLOSE_RTT_SUM);
+        assert!(closed_at * RTT_CLAMP_US >= FORCE_CLOSE_RTT_SUM);
+        assert!((closed_at - 1) * RTT_CLAMP_US < FORCE_CLOSE_RTT_SUM);
         assert_eq!(w.totals().sampled, 200);
     }
 

@@ -20,8 +20,6 @@ mod wait;
 use std::fmt;
 use std::time::Duration;
 
-use crossbeam_utils::CachePadded;
-
 pub use future::Acquire;
 pub use permit::{Outcome, Permit};
 pub use wait::{AcquireError, QueueConfig, QueueOrdering};
@@ -72,8 +70,6 @@ pub struct Limiter<A: LimitAlgorithm, C: Clock = MonotonicClock> {
     admission: Admission,
     window: Window<A>,
     queue: WaitQueue,
-    rejected: CachePadded<AtomicU64>,
-    ignored: AtomicU64,
     timed_out: AtomicU64,
     bounds: LimitBounds,
     clock: C,
@@ -157,8 +153,6 @@ impl<A: LimitAlgorithm, C: Clock> Limiter<A, C> {
             admission: Admission::new(initial),
             window: Window::new(algorithm, window),
             queue: WaitQueue::new(queue),
-            rejected: CachePadded::new(AtomicU64::new(0)),
-            ignored: AtomicU64::new(0),
             timed_out: AtomicU64::new(0),
             bounds,
             clock,
@@ -187,7 +181,7 @@ impl<A: LimitAlgorithm, C: Clock> Limiter<A, C> {
 
     #[cold]
     fn reject(&self, limit: u32, in_flight: u32) -> Rejected {
-        self.rejected.fetch_add(1, Ordering::Relaxed);
+        self.window.record_rejected();
         Rejected { limit, in_flight }
     }
 
@@ -228,7 +222,7 @@ impl<A: LimitAlgorithm, C: Clock> Limiter<A, C> {
 
     #[cold]
     fn reject_waiter(&self, rejected: Rejected) -> AcquireError {
-        self.rejected.fetch_add(1, Ordering::Relaxed);
+        self.window.record_rejected();
         AcquireError::Rejected(rejected)
     }
 
@@ -273,9 +267,7 @@ impl<A: LimitAlgorithm, C: Clock> Limiter<A, C> {
     #[inline]
     fn report(&self, start: Nanos, in_flight: u32, outcome: Outcome, now: Nanos) {
         match outcome {
-            Outcome::Ignored => {
-                self.ignored.fetch_add(1, Ordering::Relaxed);
-            }
+            Outcome::Ignored => self.window.record_ignored(),
             Outcome::Success | Outcome::Dropped => {
                 let rtt = now.saturating_sub(start);
                 let dropped = outcome == Outcome::Dropped;
@@ -331,15 +323,14 @@ impl<A: LimitAlgorithm, C: Clock> Limiter<A, C> {
     /// Counters and gauges; see [`LimiterSnapshot`].
     pub fn snapshot(&self) -> LimiterSnapshot {
         let totals = self.window.totals();
-        let ignored = self.ignored.load(Ordering::Relaxed);
-        let rejected = self.rejected.load(Ordering::Relaxed);
+        let ignored = totals.ignored;
         let (in_flight, limit) = self.admission.load();
         let success = (totals.sampled + totals.unsampled).saturating_sub(totals.dropped);
         LimiterSnapshot {
             limit,
             in_flight,
             admitted: success + totals.dropped + ignored + u64::from(in_flight),
-            rejected,
+            rejected: totals.rejected,
             timed_out: self.timed_out.load(Ordering::Relaxed),
             queued: self.queue.queued(),
             success,

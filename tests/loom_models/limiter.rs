@@ -116,3 +116,58 @@ fn snapshot_vs_window_close_counts_each_sample_once() {
         assert_eq!(limiter.snapshot().success, 2);
     });
 }
+
+/// Records each window's sample count, mean RTT and drop flag.
+struct Composition {
+    windows: Arc<loom::sync::Mutex<Vec<(u32, u64, bool)>>>,
+}
+
+impl LimitAlgorithm for Composition {
+    fn initial_limit(&self) -> u32 {
+        4
+    }
+    fn bounds(&self) -> LimitBounds {
+        LimitBounds::new(1, 4).unwrap()
+    }
+    fn window(&self) -> WindowConfig {
+        WindowConfig { min_samples: 2, ..WindowConfig::per_sample() }
+    }
+    fn update(&mut self, sample: &WindowSample, limit: u32) -> u32 {
+        self.windows.lock().unwrap().push((sample.samples, sample.rtt, sample.did_drop));
+        limit
+    }
+}
+
+/// One thread owns a shard and the other adds through the shared one (loom gives limiters one
+/// owned shard), with windows of two samples, so the closer's estimate and exact recount both
+/// run. Every sample lands in exactly one window, and the window that takes the dropped sample
+/// (the only one with a 1 ms RTT) is the window that reports the drop.
+#[test]
+fn sharded_samples_and_their_drop_land_in_one_window() {
+    loom::model(|| {
+        let windows = Arc::new(loom::sync::Mutex::new(Vec::new()));
+        let limiter = Arc::new(Limiter::new(Composition { windows: windows.clone() }).unwrap());
+        let other = {
+            let limiter = limiter.clone();
+            thread::spawn(move || limiter.try_acquire_at(0).unwrap().dropped_at(1_000_000))
+        };
+        limiter.try_acquire_at(0).unwrap().success_at(1_000);
+        other.join().unwrap();
+        // More samples from this thread, after every close so far: each close takes all that is
+        // open, so within two of them a close takes the last sample recorded.
+        let handed = || windows.lock().unwrap().iter().map(|w| w.0).sum::<u32>();
+        let mut recorded = 2;
+        while handed() < recorded && recorded < 5 {
+            limiter.try_acquire_at(2_000_000).unwrap().success_at(2_001_000);
+            recorded += 1;
+        }
+        let windows = windows.lock().unwrap();
+        assert_eq!(windows.iter().map(|w| w.0).sum::<u32>(), recorded, "{windows:?}");
+        for &(samples, rtt, did_drop) in windows.iter() {
+            let has_drop = rtt * u64::from(samples) >= 1_000_000;
+            assert_eq!(did_drop, has_drop, "{windows:?}");
+        }
+        let snapshot = limiter.snapshot();
+        assert_eq!((snapshot.success, snapshot.dropped), (u64::from(recorded) - 1, 1));
+    });
+}

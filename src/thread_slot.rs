@@ -1,0 +1,146 @@
+//! Small, dense per-thread indices: what lets each thread own one shard of a limiter's counters.
+//!
+//! A thread that first asks gets the lowest free slot and gives it back when it exits, so slots
+//! stay dense (at most the number of threads alive at once) and a shard indexed by slot has one
+//! writer at a time. That writer may update the shard with a plain load and store instead of a
+//! locked read-modify-write; see `limit::shards`.
+//!
+//! Memory ordering: a slot is handed over through the registry's mutex, so everything the exiting
+//! owner wrote to its shards happens-before the next owner's first access.
+//!
+//! Unlike the `thread_local` crate's `ThreadLocal`, asking from a thread-local destructor never
+//! panics: once this thread's slot is gone, [`current`] answers `None` and callers fall back to
+//! their shared, atomic path.
+
+#[cfg(not(valve_loom))]
+mod imp {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Registry {
+        /// Slots returned by exited threads; the lowest is reused first.
+        free: BinaryHeap<Reverse<usize>>,
+        /// Slots ever issued: `0..issued`.
+        issued: usize,
+    }
+
+    static REGISTRY: Mutex<Registry> = Mutex::new(Registry { free: BinaryHeap::new(), issued: 0 });
+    /// `Registry::issued`, readable without the lock.
+    static ISSUED: AtomicUsize = AtomicUsize::new(0);
+
+    /// This thread's slot; returned to the registry when the thread exits.
+    struct Slot(usize);
+
+    impl Slot {
+        #[cold]
+        fn claim() -> Self {
+            let mut registry = REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let slot = match registry.free.pop() {
+                Some(Reverse(slot)) => slot,
+                None => {
+                    registry.issued += 1;
+                    // Release pairs with the Acquire in `issued`: a reader that counts this
+                    // slot also sees the registry state that created it.
+                    ISSUED.store(registry.issued, Ordering::Release);
+                    registry.issued - 1
+                }
+            };
+            Self(slot)
+        }
+    }
+
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            let mut registry = REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            registry.free.push(Reverse(self.0));
+        }
+    }
+
+    thread_local! {
+        static SLOT: Slot = Slot::claim();
+    }
+
+    /// This thread's slot, claiming one on first use; `None` while the thread's locals are
+    /// being destroyed.
+    #[inline]
+    pub(crate) fn current() -> Option<usize> {
+        SLOT.try_with(|slot| slot.0).ok()
+    }
+
+    /// Slots ever issued: every slot [`current`] has answered is below it.
+    #[inline]
+    pub(crate) fn issued() -> usize {
+        ISSUED.load(Ordering::Acquire)
+    }
+}
+
+/// Under loom, threads are coroutines on one OS thread: slots come from loom's per-execution
+/// thread locals and statics instead, never reused (a model has a handful of threads).
+#[cfg(valve_loom)]
+mod imp {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    loom::lazy_static! {
+        // A std atomic on purpose: loom runs one thread at a time, so the counter needs no
+        // modelling and adds no interleavings to explore.
+        static ref ISSUED: AtomicUsize = AtomicUsize::new(0);
+    }
+
+    loom::thread_local! {
+        static SLOT: usize = ISSUED.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn current() -> Option<usize> {
+        SLOT.try_with(|slot| *slot).ok()
+    }
+
+    #[inline]
+    pub(crate) fn issued() -> usize {
+        ISSUED.load(Ordering::Relaxed)
+    }
+}
+
+pub(crate) use imp::{current, issued};
+
+#[cfg(all(test, not(valve_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_keeps_its_slot_and_an_exited_threads_slot_is_reused() {
+        let mine = current().unwrap();
+        assert_eq!(current(), Some(mine));
+        assert!(mine < issued());
+        let other = std::thread::spawn(|| current().unwrap()).join().unwrap();
+        assert_ne!(other, mine);
+        // The exited thread's slot is free again; the next new thread gets a free slot, never
+        // one that is in use.
+        let again = std::thread::spawn(|| current().unwrap()).join().unwrap();
+        assert_ne!(again, mine);
+        assert!(again < issued());
+    }
+
+    #[test]
+    fn live_threads_never_share_a_slot() {
+        let barrier = std::sync::Barrier::new(8);
+        let slots: Vec<usize> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let slot = current().unwrap();
+                        barrier.wait();
+                        slot
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut unique = slots.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), slots.len());
+    }
+}
