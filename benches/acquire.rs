@@ -6,8 +6,8 @@
 //! - `uncontended/*`: one thread, acquire then release with a success sample.
 //! - `contended_2t/*`: two threads on one limiter (or one baseline), both started before timing
 //!   and released together by a barrier; the figure is wall time per operation pair per thread.
-//!   This machine has 2 cores, so 2 threads is the most that measures contention rather than
-//!   oversubscription.
+//!   `VALVE_BENCH_THREADS=2,4,8` runs `contended_<n>t` for each count instead. A count above the
+//!   machine's cores measures oversubscription, not contention: the table labels those rows.
 
 use std::hint::black_box;
 use std::pin::pin;
@@ -222,10 +222,21 @@ fn uncontended(c: &mut Criterion) {
     g.finish();
 }
 
-fn contended(c: &mut Criterion) {
-    let mut g = c.benchmark_group("contended_2t");
+/// Thread counts for the contended groups: `VALVE_BENCH_THREADS` (comma-separated), else 2.
+fn thread_counts() -> Vec<usize> {
+    std::env::var("VALVE_BENCH_THREADS")
+        .ok()
+        .map(|list| {
+            list.split(',').filter_map(|n| n.trim().parse().ok()).filter(|&n| n >= 2).collect()
+        })
+        .filter(|counts: &Vec<usize>| !counts.is_empty())
+        .unwrap_or_else(|| vec![2])
+}
+
+fn contended(c: &mut Criterion, threads: usize) {
+    let mut g = c.benchmark_group(format!("contended_{threads}t"));
     let mut add = |name: &str, op: Arc<dyn Fn(u64) + Send + Sync>| {
-        let contended = Contended::new(2, op);
+        let contended = Contended::new(threads, op);
         g.bench_function(name, |b| b.iter_custom(|iters| contended.run(iters)));
     };
     let bare = Arc::new(BareCasPair { word: AtomicU64::new(0) });
@@ -264,8 +275,8 @@ fn estimate(group: &str, name: &str) -> Option<f64> {
     json["mean"]["point_estimate"].as_f64()
 }
 
-fn report_ratios() {
-    let rows = [
+fn report_ratios(thread_counts: &[usize]) {
+    let uncontended = [
         ("uncontended", "valve_fixed_at", "bare_cas_pair", "target <= 1.5"),
         ("uncontended", "valve_aimd_at", "bare_cas_pair", "target <= 1.5"),
         ("uncontended", "valve_aimd_per_sample_at", "bare_cas_pair", "every sample updates"),
@@ -273,17 +284,32 @@ fn report_ratios() {
         ("uncontended", "valve_aimd_at", "tokio_semaphore", "for reference"),
         ("uncontended", "valve_aimd_at", "mutex_aimd", "lower is better"),
         ("uncontended", "valve_aimd_at", "congestion_limiter_aimd", "target <= 0.1"),
-        ("contended_2t", "valve_aimd_at", "bare_cas_pair", "target <= 1.5"),
-        ("contended_2t", "valve_aimd_at", "mutex_aimd", "target <= 0.5"),
-        ("contended_2t", "valve_aimd_at", "congestion_limiter_aimd", "target <= 0.1"),
-        ("contended_2t", "valve_aimd_at", "tokio_semaphore", "for reference"),
     ];
+    let cores = thread::available_parallelism().map_or(1, usize::from);
+    let mut rows: Vec<(String, &str, &str, String)> =
+        uncontended.iter().map(|&(g, a, b, n)| (g.to_string(), a, b, n.to_string())).collect();
+    for &threads in thread_counts {
+        let group = format!("contended_{threads}t");
+        let label = if threads > cores {
+            format!(" (oversubscribed: {threads} threads on {cores} cores)")
+        } else {
+            String::new()
+        };
+        for (base, note) in [
+            ("bare_cas_pair", "target <= 1.5"),
+            ("mutex_aimd", "target <= 0.5"),
+            ("congestion_limiter_aimd", "target <= 0.1"),
+            ("tokio_semaphore", "for reference"),
+        ] {
+            rows.push((group.clone(), "valve_aimd_at", base, format!("{note}{label}")));
+        }
+    }
     println!(
         "\n{:<14} {:<26} {:<26} {:>9} {:>9} {:>7}  note",
         "group", "valve", "baseline", "valve ns", "base ns", "ratio"
     );
     for (group, ours, base, note) in rows {
-        if let (Some(a), Some(b)) = (estimate(group, ours), estimate(group, base)) {
+        if let (Some(a), Some(b)) = (estimate(&group, ours), estimate(&group, base)) {
             println!("{group:<14} {ours:<26} {base:<26} {a:>9.2} {b:>9.2} {:>7.3}  {note}", a / b);
         }
     }
@@ -298,8 +324,11 @@ fn main() {
         .measurement_time(Duration::from_secs(2))
         .sample_size(30)
         .configure_from_args();
+    let threads = thread_counts();
     uncontended(&mut c);
-    contended(&mut c);
+    for &n in &threads {
+        contended(&mut c, n);
+    }
     c.final_summary();
-    report_ratios();
+    report_ratios(&threads);
 }
