@@ -38,6 +38,7 @@ fn presets() -> Vec<(&'static str, Factory, bool)> {
         ),
         ("vegas netflix", || Box::new(Vegas::new(VegasConfig::netflix()).unwrap()), false),
         ("envoy", || Box::new(EnvoyGradient::new(EnvoyGradientConfig::envoy()).unwrap()), false),
+        ("aimd valve", || Box::new(Aimd::default()), true),
         ("gradient2 valve", || Box::new(Gradient2::default()), true),
         ("vegas valve", || Box::new(Vegas::default()), true),
         ("envoy valve", || Box::new(EnvoyGradient::default()), true),

@@ -2,8 +2,8 @@
 //!
 //! Contains queue growth by backing off multiplicatively whenever a window saw a drop (timeout,
 //! 503, shed) or a mean RTT above a timeout, and probing upward additively while the limit is
-//! actually used. It needs no latency baseline, so it cannot drift, but it only reacts once work
-//! is already failing; the latency-based limits react earlier.
+//! actually used. Netflix's needs no latency baseline, so it cannot drift, but it only reacts
+//! once work is already failing; valve's default adds a latency rule (below) to react earlier.
 //!
 //! Rule, per window (Netflix `AIMDLimit.java`, evaluated in this order):
 //!
@@ -25,7 +25,10 @@
 //! - compares the window mean RTT averaged over about 200 samples (see `smoothed.rs`), as a
 //!   ten-sample mean of exponential service times varies by 30 %, and backs off at most once
 //!   per 200 samples, as the average still holds the queue it backed off from until then;
-//! - skips the cold start's first 200 samples (its fastest calls) and then takes the smallest
+//! - backs off by `backoff_ratio`, or as far as the RTT overshoots the threshold if that cuts
+//!   deeper (down to half), so a queue built over several windows (capacity halved) goes in
+//!   one backoff rather than one per 200 samples;
+//! - skips the cold start's first 50 samples (its fastest calls) and then takes the smallest
 //!   average as the no-load RTT: a minimum that only falls cannot follow a lasting queue up.
 //!   The limit holds until the average is in (200 more samples; slow start waits for it), as
 //!   a limit that grew meanwhile would start the minimum from the queue it built;
@@ -166,6 +169,17 @@ pub struct Aimd {
 /// current one (the other limits' `rebaseline_after`, Envoy's re-measure rule).
 const REBASELINE_AFTER: u32 = 5;
 
+/// What the latency rule reads in a window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Latency {
+    /// The rule is still learning its baseline: the limit holds.
+    NotReady,
+    /// No rule, or the averaged RTT is within its threshold.
+    Below,
+    /// The averaged RTT is above its threshold, which is this share of it.
+    Above { threshold_share: f64 },
+}
+
 /// Samples the latency rule averages the window RTT over (see `smoothed.rs`): the mean of a
 /// ten-sample window of exponential service times varies by 30 %, of 200 samples by 7 %.
 const LATENCY_SAMPLES: u32 = 200;
@@ -236,36 +250,35 @@ impl Aimd {
         self.baseline as u64
     }
 
-    /// Whether `sample`'s averaged RTT is above the latency rule's threshold (learning its
-    /// baseline); `None` while the rule is not ready, when the limit holds: a limit that grew
-    /// meanwhile would start the baseline from its queue.
-    fn latency_signal(&mut self, sample: &WindowSample, limit: u32) -> Option<bool> {
-        let Some(latency) = self.latency else { return Some(false) };
+    /// What the latency rule reads in `sample` (learning its baseline on the way).
+    fn read_latency(&mut self, sample: &WindowSample, limit: u32) -> Latency {
+        let Some(latency) = self.latency else { return Latency::Below };
         // A zero mean (possible with no RTT threshold) carries no latency information.
         if sample.rtt == 0 {
-            return Some(false);
+            return Latency::Below;
         }
         // The cold start's first calls are its fastest: they are not averaged.
-        if self.flushed < f64::from(LATENCY_SAMPLES) {
+        if self.flushed < f64::from(LATENCY_SAMPLES / 4) {
             self.flushed += f64::from(sample.samples);
-            return None;
+            return Latency::NotReady;
         }
         let rtt = self.short_rtt.add(sample.rtt as f64, sample.samples);
         self.since_backoff += f64::from(sample.samples);
         if !self.short_rtt.is_warm() {
-            return None;
+            return Latency::NotReady;
         }
         if self.baseline == 0.0 || rtt < self.baseline {
             self.baseline = rtt;
-            return Some(false);
+            return Latency::Below;
         }
         // The average still holds the samples before the last backoff until it has seen as
         // many again: backing off on them would cut the limit window after window for one
         // queue.
         if self.since_backoff < f64::from(LATENCY_SAMPLES) {
-            return Some(false);
+            return Latency::Below;
         }
-        let signal = rtt > latency.tolerance * self.baseline;
+        let threshold = latency.tolerance * self.baseline;
+        let signal = rtt > threshold;
         // A service that became slower keeps signalling with the limit at its minimum, where
         // no queue is left to drain.
         self.signals_at_min =
@@ -273,12 +286,13 @@ impl Aimd {
         if self.signals_at_min >= REBASELINE_AFTER {
             self.signals_at_min = 0;
             self.baseline = rtt;
-            return Some(false);
+            return Latency::Below;
         }
-        if signal {
-            self.since_backoff = 0.0;
+        if !signal {
+            return Latency::Below;
         }
-        Some(signal)
+        self.since_backoff = 0.0;
+        Latency::Above { threshold_share: threshold / rtt }
     }
 }
 
@@ -303,20 +317,24 @@ impl LimitAlgorithm for Aimd {
     }
 
     fn update(&mut self, sample: &WindowSample, limit: u32) -> u32 {
-        let Some(latency) = self.latency_signal(sample, limit) else {
-            // A drop still backs off.
-            if sample.did_drop {
-                return self.bounds.clamp((f64::from(limit) * self.config.backoff_ratio) as u32);
-            }
-            return limit;
-        };
-        let signal = sample.did_drop || sample.rtt > self.timeout || latency;
+        let ratio = self.config.backoff_ratio;
+        let latency = self.read_latency(sample, limit);
+        // `as` truncates toward zero, as Java's `(int)` cast.
+        let backoff = |factor: f64| (f64::from(limit) * factor) as u32;
+        if latency == Latency::NotReady {
+            // The limit holds, but a drop still backs off.
+            return if sample.did_drop { self.bounds.clamp(backoff(ratio)) } else { limit };
+        }
+        let signal = sample.did_drop || sample.rtt > self.timeout || latency != Latency::Below;
         if let Some(next) = self.slow_start.next(limit, sample.max_in_flight, signal) {
             return self.bounds.clamp(next);
         }
-        let next = if signal {
-            // `as` truncates toward zero, as Java's `(int)` cast.
-            (f64::from(limit) * self.config.backoff_ratio) as u32
+        let next = if let Latency::Above { threshold_share } = latency {
+            // The ratio, or as far as the RTT overshoots its threshold if that cuts deeper
+            // (down to half): a queue that built up over several windows goes in one step.
+            backoff(ratio.min(threshold_share.max(0.5)))
+        } else if signal {
+            backoff(ratio)
         } else if f64::from(sample.max_in_flight)
             >= f64::from(limit) * self.config.utilisation_threshold
         {
@@ -430,7 +448,7 @@ mod tests {
             samples,
             ..WindowSample::single(0, rtt, in_flight, false)
         };
-        // The cold start's first 200 samples are flushed and the limit holds...
+        // The cold start's first 50 samples are flushed and the limit holds...
         assert_eq!(aimd.update(&window(2 * MS, 20, 200), 20), 20);
         // ... until 200 more teach the minimum; slow start then doubles.
         assert_eq!(aimd.update(&window(10 * MS, 20, 200), 20), 40);
@@ -445,6 +463,8 @@ mod tests {
         // The minimum only falls.
         assert_eq!(aimd.update(&window(8 * MS, 65, 200), 65), 66);
         assert_eq!(aimd.baseline_rtt(), 8 * MS);
+        // Far above it, the cut goes as deep as the overshoot, down to half: 12 / 24.
+        assert_eq!(aimd.update(&window(24 * MS, 66, 200), 66), 33);
         // Netflix's preset has no latency rule.
         assert!(Aimd::new(AimdConfig::netflix()).unwrap().latency().is_none());
     }
