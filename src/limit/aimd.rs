@@ -51,7 +51,7 @@ use crate::limit::{LimitAlgorithm, LimitBounds, WindowConfig, WindowSample};
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AimdLatency {
     /// How far the averaged RTT may rise above the no-load RTT before the limit backs off, as
-    /// a factor, in `(1, 100]`. valve: 1.5, which leaves room for the noise of the average
+    /// a factor, in `(1, 100]`; the test is strict (`>`), as Netflix's timeout test. valve: 1.5, which leaves room for the noise of the average
     /// (about 7 % with exponential service times) and keeps the queue to about half a service
     /// time.
     pub tolerance: f64,
@@ -77,7 +77,8 @@ impl AimdLatency {
     }
 }
 
-/// Configuration of an [`Aimd`] limit. Start from [`AimdConfig::default`] (valve defaults) or
+/// Configuration of an [`Aimd`] limit. Start from [`AimdConfig::default`] (valve defaults, with
+/// [`AimdLatency::default`] through [`Aimd::with_latency`] as [`Aimd::default`] does) or
 /// [`AimdConfig::netflix`] (reference parity) and change fields.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AimdConfig {
