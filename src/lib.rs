@@ -77,7 +77,7 @@ pub use budget::{
 pub use clock::{Clock, ManualClock, MonotonicClock, Nanos, duration_to_nanos};
 pub use error::ConfigError;
 pub use limit::{
-    Aimd, AimdConfig, Drained, EnvoyGradient, EnvoyGradientConfig, Fixed, Gradient2,
+    Aimd, AimdConfig, AimdLatency, Drained, EnvoyGradient, EnvoyGradientConfig, Fixed, Gradient2,
     Gradient2Config, LatencyHistogram, LimitAlgorithm, LimitBounds, MAX_LIMIT, MAX_TRACKED, MinRtt,
     QueueSize, Vegas, VegasConfig, VegasDecrease, WindowConfig, WindowRequest, WindowSample,
 };

@@ -17,7 +17,7 @@
 mod common;
 
 use common::sim::{self, MS, SEC, Scenario, Service, Trace};
-use valve::{EnvoyGradient, Gradient2, LimitAlgorithm, Vegas};
+use valve::{Aimd, EnvoyGradient, Gradient2, LimitAlgorithm, Vegas};
 
 const S: u64 = 10 * MS;
 const C: u32 = 50;
@@ -26,6 +26,7 @@ type Factory = fn() -> Box<dyn LimitAlgorithm>;
 
 fn valve_defaults() -> Vec<(&'static str, Factory)> {
     vec![
+        ("aimd", || Box::new(Aimd::default())),
         ("gradient2", || Box::new(Gradient2::default())),
         ("vegas", || Box::new(Vegas::default())),
         ("envoy gradient", || Box::new(EnvoyGradient::default())),

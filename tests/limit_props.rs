@@ -2,7 +2,7 @@
 
 use quickcheck::{QuickCheck, TestResult};
 use valve::{
-    Aimd, AimdConfig, EnvoyGradient, EnvoyGradientConfig, Gradient2, Gradient2Config,
+    Aimd, AimdConfig, AimdLatency, EnvoyGradient, EnvoyGradientConfig, Gradient2, Gradient2Config,
     LimitAlgorithm, Vegas, VegasConfig, WindowSample,
 };
 
@@ -29,6 +29,10 @@ fn stays_in_bounds(mut algorithm: impl LimitAlgorithm, steps: Vec<Step>, start: 
 /// Narrow bounds, where clamping matters most.
 fn narrow_gradient2() -> Gradient2Config {
     Gradient2Config { initial_limit: 3, min_limit: 2, max_limit: 7, ..Gradient2Config::default() }
+}
+
+fn narrow_aimd() -> AimdConfig {
+    AimdConfig { initial_limit: 3, min_limit: 2, max_limit: 7, ..AimdConfig::default() }
 }
 
 fn narrow_vegas() -> VegasConfig {
@@ -100,6 +104,11 @@ fn aimd_limits_stay_in_bounds() {
     check(|steps, start| {
         TestResult::from_bool(
             stays_in_bounds(Aimd::default(), steps.clone(), start)
+                && stays_in_bounds(
+                    Aimd::with_latency(narrow_aimd(), AimdLatency { tolerance: 1.1 }).unwrap(),
+                    steps.clone(),
+                    start,
+                )
                 && stays_in_bounds(Aimd::new(AimdConfig::netflix()).unwrap(), steps, start),
         )
     });

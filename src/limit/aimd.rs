@@ -2,8 +2,8 @@
 //!
 //! Contains queue growth by backing off multiplicatively whenever a window saw a drop (timeout,
 //! 503, shed) or a mean RTT above a timeout, and probing upward additively while the limit is
-//! actually used. It needs no latency baseline, so it cannot drift, but it only reacts once work
-//! is already failing; the latency-based limits react earlier.
+//! actually used. Netflix's needs no latency baseline, so it cannot drift, but it only reacts
+//! once work is already failing; valve's default adds a latency rule (below) to react earlier.
 //!
 //! Rule, per window (Netflix `AIMDLimit.java`, evaluated in this order):
 //!
@@ -15,15 +15,70 @@
 //!
 //! Boundaries: the timeout test is strict (`>`), the utilisation test inclusive (`>=`), as in
 //! Netflix (`inflight * 2 >= limit` is the threshold 0.5).
+//!
+//! valve's default ([`Aimd::default`]) also reads latency as congestion ([`AimdLatency`]), as
+//! Netflix's counts an RTT above its timeout as a drop, but with a threshold derived from the
+//! service rather than a fixed 5 s: a window whose RTT exceeds `tolerance` times a no-load RTT
+//! backs off as if it dropped. Learning only from drops, the limit ran to its maximum under
+//! overload and admitted work waited in the service's queue until just before the client
+//! timeout (p99 5x the unloaded p99). The rule, like the latency-based limits:
+//! - compares the window mean RTT averaged over about 200 samples (see `smoothed.rs`), as a
+//!   ten-sample mean of exponential service times varies by 30 %, and backs off at most once
+//!   per 200 samples, as the average still holds the queue it backed off from until then;
+//! - backs off by `backoff_ratio`, or as far as the RTT overshoots the threshold if that cuts
+//!   deeper (down to half), so a queue built over several windows (capacity halved) goes in
+//!   one backoff rather than one per 200 samples;
+//! - skips the cold start's first 50 samples (its fastest calls) and then takes the smallest
+//!   average as the no-load RTT: a minimum that only falls cannot follow a lasting queue up.
+//!   The limit holds until the average is in (200 more samples; slow start waits for it), as
+//!   a limit that grew meanwhile would start the minimum from the queue it built;
+//! - restarts that minimum from the current average after 5 signals in a row with the limit at
+//!   its minimum, where no queue is left to drain (a service that became slower; the other
+//!   limits' `rebaseline_after`, Envoy's re-measure rule).
 
 use std::time::Duration;
 
 use crate::clock::{Nanos, duration_to_nanos};
 use crate::error::ConfigError;
 use crate::limit::slow_start::SlowStart;
+use crate::limit::smoothed::SmoothedRtt;
 use crate::limit::{LimitAlgorithm, LimitBounds, WindowConfig, WindowSample};
 
-/// Configuration of an [`Aimd`] limit. Start from [`AimdConfig::default`] (valve defaults) or
+/// valve's latency rule for [`Aimd`]: a window whose averaged RTT exceeds `tolerance` times a
+/// learnt no-load RTT backs off as a drop does (see the module documentation). Netflix's
+/// `AIMDLimit` has no such rule ([`Aimd::new`] applies none); [`Aimd::default`] applies
+/// [`AimdLatency::default`]; [`Aimd::with_latency`] applies any.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AimdLatency {
+    /// How far the averaged RTT may rise above the no-load RTT before the limit backs off, as
+    /// a factor, in `(1, 100]`; the test is strict (`>`), as Netflix's timeout test. valve: 1.5, which leaves room for the noise of the average
+    /// (about 7 % with exponential service times) and keeps the queue to about half a service
+    /// time.
+    pub tolerance: f64,
+}
+
+impl Default for AimdLatency {
+    /// valve: tolerance 1.5.
+    fn default() -> Self {
+        Self { tolerance: 1.5 }
+    }
+}
+
+impl AimdLatency {
+    /// Checks `tolerance` is finite and in `(1, 100]`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.tolerance.is_finite() {
+            return Err(ConfigError::NotFinite { field: "latency tolerance" });
+        }
+        if self.tolerance <= 1.0 || self.tolerance > 100.0 {
+            return Err(ConfigError::out_of_range("latency tolerance", self.tolerance, "(1, 100]"));
+        }
+        Ok(())
+    }
+}
+
+/// Configuration of an [`Aimd`] limit. Start from [`AimdConfig::default`] (valve defaults, with
+/// [`AimdLatency::default`] through [`Aimd::with_latency`] as [`Aimd::default`] does) or
 /// [`AimdConfig::netflix`] (reference parity) and change fields.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AimdConfig {
@@ -70,7 +125,8 @@ impl AimdConfig {
 impl Default for AimdConfig {
     /// valve defaults: no floor of 20 (min 1), max 1000, windows of twice the min RTT (10 ms to
     /// 1 s) so the limit moves within round trips rather than once a second, slow start;
-    /// otherwise Netflix's values.
+    /// otherwise Netflix's values. [`Aimd::default`] adds the latency rule
+    /// ([`AimdLatency::default`]); [`Aimd::new`] with this config has none.
     fn default() -> Self {
         Self {
             initial_limit: 20,
@@ -97,7 +153,37 @@ pub struct Aimd {
     bounds: LimitBounds,
     timeout: Nanos,
     slow_start: SlowStart,
+    latency: Option<AimdLatency>,
+    /// The no-load RTT of the latency rule, in nanoseconds; 0 before the first window.
+    baseline: f64,
+    /// The window mean RTT averaged over [`LATENCY_SAMPLES`] samples.
+    short_rtt: SmoothedRtt,
+    /// Samples since the latency rule last backed off.
+    since_backoff: f64,
+    /// Samples of the cold start not averaged.
+    flushed: f64,
+    /// Latency signals in a row with the limit at its minimum.
+    signals_at_min: u32,
 }
+
+/// Latency signals in a row at the minimum limit after which the no-load RTT restarts from the
+/// current one (the other limits' `rebaseline_after`, Envoy's re-measure rule).
+const REBASELINE_AFTER: u32 = 5;
+
+/// What the latency rule reads in a window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Latency {
+    /// The rule is still learning its baseline: the limit holds.
+    NotReady,
+    /// No rule, or the averaged RTT is within its threshold.
+    Below,
+    /// The averaged RTT is above its threshold, which is this share of it.
+    Above { threshold_share: f64 },
+}
+
+/// Samples the latency rule averages the window RTT over (see `smoothed.rs`): the mean of a
+/// ten-sample window of exponential service times varies by 30 %, of 200 samples by 7 %.
+const LATENCY_SAMPLES: u32 = 200;
 
 impl Aimd {
     /// Validates `config`: `1 <= min <= initial <= max`, backoff in `[0.5, 1)`, step >= 1,
@@ -133,18 +219,88 @@ impl Aimd {
             bounds,
             timeout: duration_to_nanos(config.timeout),
             slow_start: SlowStart::new(config.slow_start),
+            latency: None,
+            baseline: 0.0,
+            short_rtt: SmoothedRtt::new(LATENCY_SAMPLES),
+            since_backoff: 0.0,
+            flushed: 0.0,
+            signals_at_min: 0,
         })
+    }
+
+    /// Validates `config` as [`Aimd::new`] does and `latency` as [`AimdLatency::validate`]
+    /// does; the limit then also backs off on latency.
+    pub fn with_latency(config: AimdConfig, latency: AimdLatency) -> Result<Self, ConfigError> {
+        latency.validate()?;
+        Ok(Self { latency: Some(latency), ..Self::new(config)? })
     }
 
     /// The configuration in force.
     pub fn config(&self) -> &AimdConfig {
         &self.config
     }
+
+    /// The latency rule in force, if any.
+    pub fn latency(&self) -> Option<&AimdLatency> {
+        self.latency.as_ref()
+    }
+
+    /// The latency rule's no-load RTT in nanoseconds (0 without the rule or before the first
+    /// window).
+    pub fn baseline_rtt(&self) -> u64 {
+        self.baseline as u64
+    }
+
+    /// What the latency rule reads in `sample` (learning its baseline on the way).
+    fn read_latency(&mut self, sample: &WindowSample, limit: u32) -> Latency {
+        let Some(latency) = self.latency else { return Latency::Below };
+        // A zero mean (possible with no RTT threshold) carries no latency information.
+        if sample.rtt == 0 {
+            return Latency::Below;
+        }
+        // The cold start's first calls are its fastest: they are not averaged.
+        if self.flushed < f64::from(LATENCY_SAMPLES / 4) {
+            self.flushed += f64::from(sample.samples);
+            return Latency::NotReady;
+        }
+        let rtt = self.short_rtt.add(sample.rtt as f64, sample.samples);
+        self.since_backoff += f64::from(sample.samples);
+        if !self.short_rtt.is_warm() {
+            return Latency::NotReady;
+        }
+        if self.baseline == 0.0 || rtt < self.baseline {
+            self.baseline = rtt;
+            return Latency::Below;
+        }
+        // The average still holds the samples before the last backoff until it has seen as
+        // many again: backing off on them would cut the limit window after window for one
+        // queue.
+        if self.since_backoff < f64::from(LATENCY_SAMPLES) {
+            return Latency::Below;
+        }
+        let threshold = latency.tolerance * self.baseline;
+        let signal = rtt > threshold;
+        // A service that became slower keeps signalling with the limit at its minimum, where
+        // no queue is left to drain.
+        self.signals_at_min =
+            if signal && limit <= self.bounds.min { self.signals_at_min + 1 } else { 0 };
+        if self.signals_at_min >= REBASELINE_AFTER {
+            self.signals_at_min = 0;
+            self.baseline = rtt;
+            return Latency::Below;
+        }
+        if !signal {
+            return Latency::Below;
+        }
+        self.since_backoff = 0.0;
+        Latency::Above { threshold_share: threshold / rtt }
+    }
 }
 
 impl Default for Aimd {
     fn default() -> Self {
-        Self::new(AimdConfig::default()).expect("valve's AIMD defaults are valid")
+        Self::with_latency(AimdConfig::default(), AimdLatency::default())
+            .expect("valve's AIMD defaults are valid")
     }
 }
 
@@ -162,13 +318,24 @@ impl LimitAlgorithm for Aimd {
     }
 
     fn update(&mut self, sample: &WindowSample, limit: u32) -> u32 {
-        let signal = sample.did_drop || sample.rtt > self.timeout;
+        let ratio = self.config.backoff_ratio;
+        let latency = self.read_latency(sample, limit);
+        // `as` truncates toward zero, as Java's `(int)` cast.
+        let backoff = |factor: f64| (f64::from(limit) * factor) as u32;
+        if latency == Latency::NotReady {
+            // The limit holds, but a drop still backs off.
+            return if sample.did_drop { self.bounds.clamp(backoff(ratio)) } else { limit };
+        }
+        let signal = sample.did_drop || sample.rtt > self.timeout || latency != Latency::Below;
         if let Some(next) = self.slow_start.next(limit, sample.max_in_flight, signal) {
             return self.bounds.clamp(next);
         }
-        let next = if signal {
-            // `as` truncates toward zero, as Java's `(int)` cast.
-            (f64::from(limit) * self.config.backoff_ratio) as u32
+        let next = if let Latency::Above { threshold_share } = latency {
+            // The ratio, or as far as the RTT overshoots its threshold if that cuts deeper
+            // (down to half): a queue that built up over several windows goes in one step.
+            backoff(ratio.min(threshold_share.max(0.5)))
+        } else if signal {
+            backoff(ratio)
         } else if f64::from(sample.max_in_flight)
             >= f64::from(limit) * self.config.utilisation_threshold
         {
@@ -269,9 +436,71 @@ mod tests {
 
     #[test]
     fn valve_defaults_start_in_slow_start_until_the_first_drop() {
-        let mut aimd = Aimd::default();
+        let mut aimd = Aimd::new(AimdConfig::default()).unwrap();
         let steps = [(MS, 20, false), (MS, 40, false), (MS, 80, true), (MS, 72, false)];
         // 20 -> 40 -> 80, the drop ends slow start and backs off (72), then +1 per window.
         assert_eq!(run(&mut aimd, 20, &steps), vec![40, 80, 72, 73]);
+    }
+
+    #[test]
+    fn valve_default_backs_off_on_latency_above_its_learnt_minimum() {
+        let mut aimd = Aimd::default();
+        let window = |rtt, in_flight, samples| WindowSample {
+            samples,
+            ..WindowSample::single(0, rtt, in_flight, false)
+        };
+        // The cold start's first 50 samples are flushed and the limit holds...
+        assert_eq!(aimd.update(&window(2 * MS, 20, 200), 20), 20);
+        // ... until 200 more teach the minimum; slow start then doubles.
+        assert_eq!(aimd.update(&window(10 * MS, 20, 200), 20), 40);
+        assert_eq!(aimd.baseline_rtt(), 10 * MS);
+        // 1.5x the minimum is not above it (strict, as Netflix's timeout test).
+        assert_eq!(aimd.update(&window(15 * MS, 40, 200), 40), 80);
+        // Above it: slow start ends and the limit backs off as on a drop.
+        assert_eq!(aimd.update(&window(16 * MS, 80, 200), 80), 72);
+        // Not again until the average holds 200 samples taken after the backoff: +1.
+        assert_eq!(aimd.update(&window(16 * MS, 72, 100), 72), 73);
+        assert_eq!(aimd.update(&window(16 * MS, 73, 100), 73), 65);
+        // The minimum only falls.
+        assert_eq!(aimd.update(&window(8 * MS, 65, 200), 65), 66);
+        assert_eq!(aimd.baseline_rtt(), 8 * MS);
+        // Far above it, the cut goes as deep as the overshoot, down to half: 12 / 24.
+        assert_eq!(aimd.update(&window(24 * MS, 66, 200), 66), 33);
+        // Netflix's preset has no latency rule.
+        assert!(Aimd::new(AimdConfig::netflix()).unwrap().latency().is_none());
+    }
+
+    #[test]
+    fn a_slower_service_is_relearnt_at_the_minimum() {
+        let config = AimdConfig { min_limit: 5, initial_limit: 5, ..AimdConfig::default() };
+        let mut aimd = Aimd::with_latency(config, AimdLatency::default()).unwrap();
+        let window = |rtt| WindowSample { samples: 200, ..WindowSample::single(0, rtt, 5, false) };
+        aimd.update(&window(MS), 5);
+        aimd.update(&window(10 * MS), 5);
+        // Five signals in a row at the minimum restart the minimum from the current RTT.
+        for _ in 0..4 {
+            assert_eq!(aimd.update(&window(30 * MS), 5), 5);
+            assert_eq!(aimd.baseline_rtt(), 10 * MS);
+        }
+        assert_eq!(aimd.update(&window(30 * MS), 5), 6);
+        assert_eq!(aimd.baseline_rtt(), 30 * MS);
+    }
+
+    #[test]
+    fn invalid_latency_rules_are_typed_errors() {
+        let config = AimdConfig::default();
+        for tolerance in [1.0, 0.5, 101.0] {
+            assert!(matches!(
+                Aimd::with_latency(config, AimdLatency { tolerance }),
+                Err(ConfigError::OutOfRange { .. })
+            ));
+        }
+        for tolerance in [f64::NAN, f64::INFINITY] {
+            assert!(matches!(
+                Aimd::with_latency(config, AimdLatency { tolerance }),
+                Err(ConfigError::NotFinite { .. })
+            ));
+        }
+        assert!(Aimd::with_latency(config, AimdLatency { tolerance: 100.0 }).is_ok());
     }
 }

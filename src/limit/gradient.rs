@@ -33,15 +33,20 @@
 //! of 1000; and its measurement pins the limit at 3 every minute, costing goodput. valve
 //! learns the minimum RTT from live windows instead, does not grow a limit the traffic does
 //! not use (the app-limited rule of Netflix's limits), backs off by 0.9 on drops (or by the
-//! gradient if it cuts deeper), uses a 10 % buffer (Envoy's 25 % settles at about 1.25x the
-//! concurrency plus √), and starts in slow start.
+//! gradient if it cuts deeper), and starts in slow start. It keeps Envoy's 25 % buffer (the
+//! limit settles at about 1.25x the concurrency plus √ with a steady service): a baseline
+//! learnt only from windows within its band of it is a mean truncated from above, 10-25 %
+//! below the typical p50 under noisy service times, and a 10 % buffer over it held the limit
+//! below the service's concurrency (94 % goodput at 4x overload, 86 % after a capacity
+//! change).
 //!
 //! The live minimum RTT is made to survive noisy service times (exponential ones: the
 //! smallest window p50 sits far below the typical one, and a limit steered by it collapsed to
 //! 2, where Envoy's pinned 50-sample measurement does not):
 //! - the window p50 is averaged over about 200 samples (`rtt_samples`, see `smoothed.rs`);
 //! - the "minimum" RTT is [`MinRtt::Baseline`]: an average of those p50s within 5 % of it,
-//!   started after the cold start's first 50 samples are flushed and 200 more are in,
+//!   started once 200 samples are in after the cold start is flushed (its first 50 samples
+//!   for a steady service, its first 200 for a noisy one, see [`MinRtt::Baseline`]),
 //!   relearnt from the current p50 after 5 windows at the minimum (Envoy's own re-measure
 //!   rule);
 //! - each window applies only the share of the average it brought, `L*g^w + w*sqrt(L*g^w)` on
@@ -84,11 +89,14 @@ pub enum MinRtt {
     /// An average of the (averaged, see [`EnvoyGradientConfig::rtt_samples`]) window
     /// percentiles within `(1 + band)` of it, `band` in `[0, 1]` (valve: 0.05): no
     /// measurement, no pinning, and unlike [`MinRtt::Learned`] not fooled by noisy service
-    /// times, whose smallest window percentile sits far below the typical one. The first
-    /// quarter of `rtt_samples` samples only flushes the cold start; the baseline starts once
-    /// `rtt_samples` more are in (the limit holds until then), from the first window's
-    /// percentile if that is at least half their average (a steady service) and from the
-    /// average if not (a noisy one, whose first windows held only the fastest calls).
+    /// times, whose smallest window percentile sits far below the typical one. The cold
+    /// start's first samples only flush it: a quarter of `rtt_samples` for a steady service
+    /// (the first window's smallest RTT at least half its percentile, and that percentile at
+    /// least half the average of the quarter), all `rtt_samples` for a noisy one, whose first
+    /// windows hold its fastest calls and whose next ones still lie well below its typical
+    /// percentile (a baseline started from them pinned the limit near 4 at 10x overload). The
+    /// baseline starts once `rtt_samples` more are in (the limit holds until then), from the
+    /// first window's percentile for a steady service and from their average for a noisy one.
     Baseline {
         /// How far above the baseline a window may lie and still teach it.
         band: f64,
@@ -168,12 +176,11 @@ impl EnvoyGradientConfig {
 
 impl Default for EnvoyGradientConfig {
     /// valve defaults: see the module documentation; initial 20, min 1, p50 over valve
-    /// windows averaged over 200 samples, a baseline within 5 % of it.
+    /// windows averaged over 200 samples, a baseline within 5 % of it, Envoy's 25 % buffer.
     fn default() -> Self {
         Self {
             initial_limit: 20,
             min_limit: 1,
-            buffer: 0.1,
             min_rtt: MinRtt::Baseline { band: 0.05 },
             backoff_ratio: Some(0.9),
             app_limited: true,
@@ -216,8 +223,11 @@ pub struct EnvoyGradient {
     short_rtt: SmoothedRtt,
     /// The [`MinRtt::Baseline`] average, in microseconds.
     baseline: SmoothedRtt,
-    /// Whether the first quarter of `rtt_samples`, which only flushes the cold start, is past.
+    /// Whether the samples that only flush the cold start are past.
     cold_start_flushed: bool,
+    /// Whether the first window's calls took about the same time (its smallest RTT at least
+    /// half its percentile); `None` before it.
+    steady_first_window: Option<bool>,
 }
 
 impl EnvoyGradient {
@@ -281,6 +291,7 @@ impl EnvoyGradient {
             short_rtt: SmoothedRtt::new(config.rtt_samples),
             baseline: SmoothedRtt::new(BASELINE_SAMPLES),
             cold_start_flushed: false,
+            steady_first_window: None,
         })
     }
 
@@ -386,11 +397,25 @@ impl LimitAlgorithm for EnvoyGradient {
         }
         // Exact for a span of 0: integer microseconds below 2^53.
         let short = self.short_rtt.add(sample_us as f64, sample.samples);
-        // The first quarter of `rtt_samples` only flushes the cold start (its p50s are the
-        // fastest calls'); the baseline starts from the average of the samples after it.
+        // The cold start's first windows hold its fastest calls, which only a steady service
+        // (the first window's calls took about the same time, and no less than half as long as
+        // the calls after them) can start a baseline from. For a noisy one they lie far below
+        // the typical percentile, and so do the windows after them for a while: the first
+        // `rtt_samples` are flushed before the average the baseline starts from; for a steady
+        // one, a quarter of them.
         if matches!(c.min_rtt, MinRtt::Baseline { .. }) && !self.cold_start_flushed {
-            if self.short_rtt.samples() >= f64::from(c.rtt_samples) / 4.0 {
+            let steady = *self
+                .steady_first_window
+                .get_or_insert(sample.min_rtt.saturating_mul(2) >= sample.percentile_rtt);
+            let seen = self.short_rtt.samples();
+            let quarter = f64::from(c.rtt_samples) / 4.0;
+            if steady && seen >= quarter && self.short_rtt.first_is_typical() {
                 self.cold_start_flushed = true;
+            } else if seen >= quarter {
+                self.steady_first_window = Some(false);
+                self.cold_start_flushed = seen >= f64::from(c.rtt_samples);
+            }
+            if self.cold_start_flushed {
                 self.short_rtt.reset_to(sample_us as f64, sample.samples);
             }
             return limit;
@@ -398,7 +423,11 @@ impl LimitAlgorithm for EnvoyGradient {
         let min_rtt = match c.min_rtt {
             MinRtt::Baseline { .. } if !self.short_rtt.is_warm() => return limit,
             MinRtt::Baseline { band } => {
-                let start = self.short_rtt.cold_start_baseline();
+                let start = if self.steady_first_window == Some(true) {
+                    self.short_rtt.cold_start_baseline()
+                } else {
+                    short
+                };
                 let baseline = self.baseline.learn_within(short, sample.samples, band, start);
                 self.min_rtt_us = (baseline as u64).max(1);
                 baseline
@@ -565,12 +594,12 @@ mod tests {
             limit = g.update(&window(i * MS, 10 * MS, 5), limit);
         }
         assert_eq!(limit, 40);
-        // Queueing (p50 2x the minimum) ends slow start: 40 * 0.55 + sqrt = 26.
-        assert_eq!(g.update(&window(30 * MS, 20 * MS, 40), 40), 26);
+        // Queueing (p50 2x the minimum) ends slow start: 40 * 0.625 + sqrt = 30.
+        assert_eq!(g.update(&window(30 * MS, 20 * MS, 40), 40), 30);
         // A drop backs off by 0.9.
         let dropped =
-            WindowSample { samples: 200, ..WindowSample::single(31 * MS, 10 * MS, 26, true) };
-        assert_eq!(g.update(&dropped, 26), 23);
+            WindowSample { samples: 200, ..WindowSample::single(31 * MS, 10 * MS, 30, true) };
+        assert_eq!(g.update(&dropped, 30), 27);
         assert_eq!(g.next_window(), WindowRequest::default());
     }
 

@@ -36,7 +36,7 @@ pub(crate) mod window;
 
 use std::time::Duration;
 
-pub use aimd::{Aimd, AimdConfig};
+pub use aimd::{Aimd, AimdConfig, AimdLatency};
 pub use fixed::Fixed;
 pub use gradient::{EnvoyGradient, EnvoyGradientConfig, MinRtt};
 pub use gradient2::{Gradient2, Gradient2Config, QueueSize};

@@ -64,7 +64,12 @@ impl SmoothedRtt {
     /// ones may have, when the initial limit is above the service's concurrency), else the
     /// average (a noisy service: the first window held only the fastest calls).
     pub(crate) fn cold_start_baseline(&self) -> f64 {
-        if 2.0 * self.first >= self.value { self.first } else { self.value }
+        if self.first_is_typical() { self.first } else { self.value }
+    }
+
+    /// Whether the first window's RTT is at least half the average.
+    pub(crate) fn first_is_typical(&self) -> bool {
+        2.0 * self.first >= self.value
     }
 
     /// Restarts the average from `rtt`, as if it were its first window (the cold start's
