@@ -27,10 +27,9 @@ package valve
 #cgo nocallback valve_limiter_release
 #cgo noescape valve_limiter_get_snapshot
 #cgo nocallback valve_limiter_get_snapshot
+#cgo noescape valve_limiter_acquire_cancellable
+#cgo nocallback valve_limiter_acquire_cancellable
 #include "valve.h"
-
-// The floor of a cgo call, for BenchmarkEmptyCgoCalls.
-static void valve_go_empty(void) {}
 */
 import "C"
 
@@ -55,6 +54,7 @@ const (
 	StatusInternal        Status = C.VALVE_INTERNAL
 	StatusTimeout         Status = C.VALVE_TIMEOUT
 	StatusBudgetExhausted Status = C.VALVE_BUDGET_EXHAUSTED
+	StatusCancelled       Status = C.VALVE_CANCELLED
 )
 
 // Errors returned by this package.
@@ -311,17 +311,11 @@ func (l *Limiter) TryAcquire() (Permit, error) {
 	return p, statusError(status)
 }
 
-// acquireSlice bounds one blocking C wait when the context can be cancelled without a
-// deadline: the wait cannot be interrupted from Go, so it wakes this often to check.
-const acquireSlice = 50 * time.Millisecond
-
 // Acquire waits for a slot in the limiter's queue (Config.Queue), blocking the goroutine (and
 // its OS thread, inside the C call), until a slot is free, the queue refuses (ErrRejected) or
-// ctx ends (ctx.Err()). A C wait cannot be interrupted, so one that ctx could cancel waits in
-// slices of at most 50 ms (the last one ending exactly at ctx's deadline) and checks ctx
-// between them; each new slice queues the waiter again (behind later waiters, under FIFO) and
-// the slice that ran out counts as a timeout in the snapshot. With context.Background() it
-// is one wait. Safe for concurrent use.
+// ctx ends (ctx.Err()). ctx's deadline is the C wait's own deadline, and a cancel wakes the
+// wait at once (through a valve_cancel_token); the waiter keeps its place in the queue until
+// then. Safe for concurrent use.
 func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
 	p := Permit{limiter: l}
 	if l.ptr == nil {
@@ -330,29 +324,45 @@ func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
 	if err := ctx.Err(); err != nil {
 		return p, err
 	}
-	deadline, hasDeadline := ctx.Deadline()
-	for {
-		now := C.valve_limiter_now(l.ptr)
-		until := C.uint64_t(^uint64(0))
-		remaining := time.Until(deadline)
-		switch {
-		case hasDeadline && (ctx.Done() == nil || remaining <= acquireSlice):
-			until = now + C.uint64_t(max(remaining, 0))
-		case ctx.Done() != nil:
-			until = now + C.uint64_t(acquireSlice)
-		}
-		status := C.valve_limiter_acquire_until(l.ptr, until, &p.permit)
-		runtime.KeepAlive(l)
-		if status != C.VALVE_TIMEOUT {
-			return p, statusError(status)
-		}
-		if err := ctx.Err(); err != nil {
-			return p, err
-		}
-		if hasDeadline && time.Until(deadline) <= 0 {
-			return p, context.DeadlineExceeded
-		}
+	until := C.uint64_t(^uint64(0))
+	if deadline, ok := ctx.Deadline(); ok {
+		until = C.valve_limiter_now(l.ptr) + C.uint64_t(max(time.Until(deadline), 0))
 	}
+	var status C.valve_status
+	if ctx.Done() == nil {
+		status = C.valve_limiter_acquire_until(l.ptr, until, &p.permit)
+	} else {
+		status = l.acquireCancellable(ctx, until, &p.permit)
+	}
+	runtime.KeepAlive(l)
+	switch status {
+	case C.VALVE_CANCELLED:
+		return p, ctx.Err()
+	case C.VALVE_TIMEOUT:
+		// Only ctx's deadline sets one; the C clock may pass it just before ctx's timer fires.
+		return p, context.DeadlineExceeded
+	}
+	return p, statusError(status)
+}
+
+// acquireCancellable waits on a token that ctx's end cancels.
+func (l *Limiter) acquireCancellable(ctx context.Context, until C.uint64_t, permit *C.valve_permit) C.valve_status {
+	var token *C.valve_cancel_token
+	if status := C.valve_cancel_token_new(&token); status != C.VALVE_OK {
+		return status
+	}
+	cancelled := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		C.valve_cancel_token_cancel(token)
+		close(cancelled)
+	})
+	status := C.valve_limiter_acquire_cancellable(l.ptr, token, until, permit)
+	if !stop() {
+		// The cancel has started and may still be using the token.
+		<-cancelled
+	}
+	C.valve_cancel_token_free(token)
+	return status
 }
 
 // AcquireTimeout waits up to timeout for a slot; ErrTimeout when it passes first, ErrRejected
