@@ -27,6 +27,10 @@ package valve
 #cgo nocallback valve_limiter_release
 #cgo noescape valve_limiter_get_snapshot
 #cgo nocallback valve_limiter_get_snapshot
+#cgo noescape valve_limiter_acquire_until
+#cgo nocallback valve_limiter_acquire_until
+#cgo noescape valve_limiter_acquire_timeout
+#cgo nocallback valve_limiter_acquire_timeout
 #cgo noescape valve_limiter_acquire_cancellable
 #cgo nocallback valve_limiter_acquire_cancellable
 #include "valve.h"
