@@ -129,6 +129,16 @@ func TestAcquireReturnsPromptlyOnCancelAndDeadline(t *testing.T) {
 		t.Errorf("snapshot %+v", s)
 	}
 	held.Success()
+	// Cancelled tokens are never reused: a cancellable wait after all those cancels waits.
+	for i := 0; i < 3; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		p, err := l.Acquire(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("acquire after cancels: %v", err)
+		}
+		p.Success()
+	}
 }
 
 func TestAcquireConcurrently(t *testing.T) {

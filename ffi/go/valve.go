@@ -41,6 +41,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"sync"
 	"time"
 )
 
@@ -351,22 +352,54 @@ func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
 
 // acquireCancellable waits on a token that ctx's end cancels.
 func (l *Limiter) acquireCancellable(ctx context.Context, until C.uint64_t, permit *C.valve_permit) C.valve_status {
-	var token *C.valve_cancel_token
-	if status := C.valve_cancel_token_new(&token); status != C.VALVE_OK {
-		return status
+	t, err := getCancelToken()
+	if err != nil {
+		return C.VALVE_INTERNAL
 	}
-	cancelled := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		C.valve_cancel_token_cancel(token)
-		close(cancelled)
-	})
-	status := C.valve_limiter_acquire_cancellable(l.ptr, token, until, permit)
-	if !stop() {
-		// The cancel has started and may still be using the token.
-		<-cancelled
+	stop := context.AfterFunc(ctx, t.fire)
+	status := C.valve_limiter_acquire_cancellable(l.ptr, t.c, until, permit)
+	if stop() {
+		// Never cancelled: the token can serve another wait.
+		cancelTokens.Put(t)
+	} else {
+		// The cancel has started and may still be using the token; a cancelled token stays so.
+		<-t.fired
+		t.free()
 	}
-	C.valve_cancel_token_free(token)
 	return status
+}
+
+// cancelToken is a valve_cancel_token with what cancelling it from context.AfterFunc needs,
+// made once: most waits end uncancelled and hand it to the next wait through cancelTokens.
+type cancelToken struct {
+	c     *C.valve_cancel_token
+	fired chan struct{}
+	fire  func()
+}
+
+// cancelTokens holds uncancelled tokens; one the pool drops is freed by its finalizer.
+var cancelTokens sync.Pool
+
+func getCancelToken() (*cancelToken, error) {
+	if t, ok := cancelTokens.Get().(*cancelToken); ok {
+		return t, nil
+	}
+	t := &cancelToken{fired: make(chan struct{})}
+	if err := statusError(C.valve_cancel_token_new(&t.c)); err != nil {
+		return nil, err
+	}
+	t.fire = func() {
+		C.valve_cancel_token_cancel(t.c)
+		close(t.fired)
+	}
+	runtime.SetFinalizer(t, (*cancelToken).free)
+	return t, nil
+}
+
+func (t *cancelToken) free() {
+	C.valve_cancel_token_free(t.c)
+	t.c = nil
+	runtime.SetFinalizer(t, nil)
 }
 
 // AcquireTimeout waits up to timeout for a slot; ErrTimeout when it passes first, ErrRejected
