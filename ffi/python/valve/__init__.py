@@ -18,8 +18,6 @@ Every method of a Limiter may be called from any thread (the C calls release the
 ``close()``, which must not run concurrently with other calls on the same limiter.
 """
 
-import itertools
-import sys
 from dataclasses import dataclass
 from typing import Optional, Tuple, Type, Union
 
@@ -265,10 +263,13 @@ _IGNORED = lib.VALVE_OUTCOME_IGNORED
 # acquire. A block is freed once every Permit holding one of its slots is gone.
 _BLOCK = 256
 _PERMIT_BLOCK = ffi.typeof("valve_permit[]")
-_PERMIT = ffi.typeof("valve_permit *")
-# Each slot is handed out once by ``next`` on an ``itertools.count``, which is atomic under the
-# GIL; a build running without it allocates each permit by itself.
-_BLOCKS = getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
+def _carve():
+    """A new block and a pointer to each of its slots. ``list.pop`` is atomic (with or without
+    the GIL), so each slot goes to one permit only."""
+    block = ffi.new(_PERMIT_BLOCK, _BLOCK)
+    return block, [block + i for i in range(_BLOCK)]
 
 
 class Permit:
@@ -360,7 +361,7 @@ class Limiter:
         if status != lib.VALVE_OK:
             _raise(status)
         self._handle: Optional[object] = ffi.gc(out[0], lib.valve_limiter_free)
-        self._permits = (ffi.new(_PERMIT_BLOCK, _BLOCK), itertools.count())
+        self._permits = _carve()
 
     def _live(self):
         handle = self._handle
@@ -369,16 +370,16 @@ class Limiter:
         return handle
 
     def _new_permit(self):
-        """An unused ``valve_permit *`` and the block that owns its memory (or None)."""
-        if not _BLOCKS:
-            return ffi.new(_PERMIT), None
+        """An unused ``valve_permit *`` and the block that owns its memory."""
         block, slots = self._permits
-        slot = next(slots)
-        if slot >= _BLOCK:
-            # Threads racing here each start a block of their own; every slot is still unique.
-            block, slots = self._permits = (ffi.new(_PERMIT_BLOCK, _BLOCK), itertools.count(1))
-            slot = 0
-        return block + slot, block
+        try:
+            return slots.pop(), block
+        except IndexError:
+            # Threads racing here each carve a block of their own; every slot is still unique.
+            block, slots = _carve()
+            permit = slots.pop()  # before the block is shared, so it cannot be empty
+            self._permits = (block, slots)
+            return permit, block
 
     def acquire(self) -> Permit:
         """Admits one call if in-flight is below the limit, else raises ``Rejected`` at once.
@@ -390,10 +391,9 @@ class Limiter:
             raise Closed()
         # `_new_permit` inlined: this is the hot path, and a Python call costs as much as a C one.
         block, slots = self._permits
-        slot = next(slots) if _BLOCKS else _BLOCK
-        if slot < _BLOCK:
-            permit = block + slot
-        else:
+        try:
+            permit = slots.pop()
+        except IndexError:
             permit, block = self._new_permit()
         status = _try_acquire(handle, permit)
         if status == _OK:
