@@ -352,12 +352,12 @@ func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
 
 // acquireCancellable waits on a token that ctx's end cancels.
 func (l *Limiter) acquireCancellable(ctx context.Context, until C.uint64_t, permit *C.valve_permit) C.valve_status {
-	t, err := getCancelToken()
-	if err != nil {
-		return C.VALVE_INTERNAL
+	t, status := getCancelToken()
+	if status != C.VALVE_OK {
+		return status
 	}
 	stop := context.AfterFunc(ctx, t.fire)
-	status := C.valve_limiter_acquire_cancellable(l.ptr, t.c, until, permit)
+	status = C.valve_limiter_acquire_cancellable(l.ptr, t.c, until, permit)
 	if stop() {
 		// Never cancelled: the token can serve another wait.
 		cancelTokens.Put(t)
@@ -380,20 +380,22 @@ type cancelToken struct {
 // cancelTokens holds uncancelled tokens; one the pool drops is freed by its finalizer.
 var cancelTokens sync.Pool
 
-func getCancelToken() (*cancelToken, error) {
+func getCancelToken() (*cancelToken, C.valve_status) {
 	if t, ok := cancelTokens.Get().(*cancelToken); ok {
-		return t, nil
+		return t, C.VALVE_OK
 	}
 	t := &cancelToken{fired: make(chan struct{})}
-	if err := statusError(C.valve_cancel_token_new(&t.c)); err != nil {
-		return nil, err
+	if status := C.valve_cancel_token_new(&t.c); status != C.VALVE_OK {
+		return nil, status
 	}
+	// Not a closure over t: a cycle through t would keep its finalizer from ever running.
+	c, fired := t.c, t.fired
 	t.fire = func() {
-		C.valve_cancel_token_cancel(t.c)
-		close(t.fired)
+		C.valve_cancel_token_cancel(c)
+		close(fired)
 	}
 	runtime.SetFinalizer(t, (*cancelToken).free)
-	return t, nil
+	return t, C.VALVE_OK
 }
 
 func (t *cancelToken) free() {
