@@ -4,11 +4,13 @@
 //! Run: `cargo bench --bench ffi`. The C entry points are called through function pointers
 //! hidden from the optimiser, as a C caller reaches them (no inlining into the caller); the Rust
 //! side uses the same limiter type the C handle holds (`Limiter<Box<dyn LimitAlgorithm>>`). The
-//! harness ends by printing each C figure next to its Rust twin, as a difference and a ratio.
+//! harness ends with a paired comparison (`paired`): C and Rust batches timed back to back,
+//! their difference taken per round, which this VM's drift between criterion's separate
+//! intervals does not reach.
 
 use std::hint::black_box;
 use std::ptr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use valve::ffi::{
@@ -126,28 +128,119 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// Criterion's point estimate (mean, ns) for `ffi/name`, from its output folder.
-fn estimate(name: &str) -> Option<f64> {
-    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let path = format!("{dir}/criterion/ffi/{name}/new/estimates.json");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-    json["mean"]["point_estimate"].as_f64()
+/// Batches of `BATCH` pairs, `ROUNDS` of each kind, for the paired comparison.
+const ROUNDS: usize = 300;
+const BATCH: u64 = 10_000;
+
+/// Times C and Rust batches back to back, alternating which goes first, and answers the
+/// medians (ns per pair) of the C batches, the Rust batches and the per-round differences.
+/// Criterion measures each function in its own interval, seconds apart, and this VM's speed
+/// drifts between intervals by more than the difference sought; a difference taken within
+/// each round cancels that drift.
+fn paired(mut c: impl FnMut(u64), mut rust: impl FnMut(u64)) -> (f64, f64, f64) {
+    let time = |f: &mut dyn FnMut(u64)| {
+        let started = Instant::now();
+        f(BATCH);
+        started.elapsed().as_secs_f64() * 1e9 / BATCH as f64
+    };
+    let (mut cs, mut rusts, mut diffs) = (vec![], vec![], vec![]);
+    for round in 0..ROUNDS {
+        let (c_ns, rust_ns) = if round % 2 == 0 {
+            let c_ns = time(&mut c);
+            (c_ns, time(&mut rust))
+        } else {
+            let rust_ns = time(&mut rust);
+            (time(&mut c), rust_ns)
+        };
+        cs.push(c_ns);
+        rusts.push(rust_ns);
+        diffs.push(c_ns - rust_ns);
+    }
+    (median(cs), median(rusts), median(diffs))
 }
 
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// The paired comparison of every C figure with its Rust twin.
 fn report() {
-    println!(
-        "\n{:<16} {:<16} {:>8} {:>8} {:>8} {:>7}  target: C adds under 1 ns",
-        "C", "Rust", "C ns", "Rust ns", "added", "ratio"
+    let acquire_at: TryAcquireAt = black_box(valve_limiter_try_acquire_at);
+    let release_at: ReleaseAt = black_box(valve_limiter_release_at);
+    let acquire: TryAcquire = black_box(valve_limiter_try_acquire);
+    let release: Release = black_box(valve_limiter_release);
+    let mut permit = valve_permit { limiter_id: 0, start_ns: 0, in_flight: 0, state: 0 };
+
+    let (fixed, c_fixed) = (rust_fixed(), Handle::new(&valve_limiter_config_fixed(LIMIT)));
+    let fixed_at = paired(
+        |n| {
+            for _ in 0..n {
+                // SAFETY: a live handle and a valid permit, used by this thread only.
+                unsafe {
+                    if acquire_at(c_fixed.0, black_box(7), &mut permit) == valve_status::VALVE_OK {
+                        release_at(c_fixed.0, &mut permit, SUCCESS, 9);
+                    }
+                }
+            }
+        },
+        |n| {
+            for _ in 0..n {
+                let _ = black_box(&fixed).try_acquire_at(black_box(7)).map(|p| p.success_at(9));
+            }
+        },
     );
-    for (ours, rust) in [
-        ("c_fixed_at", "rust_fixed_at"),
-        ("c_aimd_at", "rust_aimd_at"),
-        ("c_aimd_clock", "rust_aimd_clock"),
-    ] {
-        if let (Some(a), Some(b)) = (estimate(ours), estimate(rust)) {
-            println!("{ours:<16} {rust:<16} {a:>8.2} {b:>8.2} {:>8.2} {:>7.3}", a - b, a / b);
-        }
+
+    let (aimd, c_aimd) = (rust_aimd(), Handle::new(&valve_limiter_config_default()));
+    let (mut c_now, mut rust_now) = (0u64, 0u64);
+    let aimd_at = paired(
+        |n| {
+            for _ in 0..n {
+                c_now += 100;
+                // SAFETY: a live handle and a valid permit, used by this thread only.
+                unsafe {
+                    if acquire_at(c_aimd.0, c_now, &mut permit) == valve_status::VALVE_OK {
+                        release_at(c_aimd.0, &mut permit, SUCCESS, c_now + 50);
+                    }
+                }
+            }
+        },
+        |n| {
+            for _ in 0..n {
+                rust_now += 100;
+                let _ =
+                    black_box(&aimd).try_acquire_at(rust_now).map(|p| p.success_at(rust_now + 50));
+            }
+        },
+    );
+
+    let (aimd_clock, c_clock) = (rust_aimd(), Handle::new(&valve_limiter_config_default()));
+    let aimd_clock = paired(
+        |n| {
+            for _ in 0..n {
+                // SAFETY: a live handle and a valid permit, used by this thread only.
+                unsafe {
+                    if acquire(c_clock.0, &mut permit) == valve_status::VALVE_OK {
+                        release(c_clock.0, &mut permit, SUCCESS);
+                    }
+                }
+            }
+        },
+        |n| {
+            for _ in 0..n {
+                let _ = black_box(&aimd_clock).try_acquire().map(|p| p.success());
+            }
+        },
+    );
+
+    println!(
+        "\npaired, median of {ROUNDS} rounds of {BATCH} pairs each; target: C adds under 1 ns"
+    );
+    println!("{:<16} {:>8} {:>8} {:>8} {:>7}", "", "C ns", "Rust ns", "added", "ratio");
+    for (name, (c, rust, added)) in
+        [("fixed_at", fixed_at), ("aimd_at", aimd_at), ("aimd_clock", aimd_clock)]
+    {
+        println!("{name:<16} {c:>8.2} {rust:>8.2} {added:>8.2} {:>7.3}", c / rust);
     }
 }
 

@@ -77,6 +77,10 @@ enum valve_status
    retry or hedge: not an error and not a signal from the server. Do not retry.
    */
   VALVE_BUDGET_EXHAUSTED = 8,
+  /*
+   A blocking wait's `valve_cancel_token` was cancelled before a slot was free.
+   */
+  VALVE_CANCELLED = 9,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -561,6 +565,15 @@ typedef struct valve_backoff valve_backoff;
  exclusive access.
  */
 typedef struct valve_breaker valve_breaker;
+
+/*
+ A cancellation flag for blocking waits (`valve_limiter_acquire_cancellable`).
+
+ Opaque; created by `valve_cancel_token_new`, freed by `valve_cancel_token_free`. Any number
+ of threads may wait on one token and any thread may cancel it; a cancelled token stays
+ cancelled, so make one per operation that can be cancelled.
+ */
+typedef struct valve_cancel_token valve_cancel_token;
 
 /*
  A concurrency retry budget (Envoy): retries in flight limited to a share of the requests in
@@ -2093,6 +2106,41 @@ valve_status valve_concurrency_budget_get_snapshot(const struct valve_concurrenc
                                                    struct valve_budget_snapshot *out);
 
 /*
+ Creates a token, not cancelled, and stores it in `*out`.
+
+ Answers `VALVE_OK` or `VALVE_NULL_POINTER` (NULL `out`). Thread-safe.
+
+ # Safety
+
+ `out` must be NULL or point to writable memory for one pointer.
+ */
+valve_status valve_cancel_token_new(struct valve_cancel_token **out);
+
+/*
+ Frees a token. NULL is a no-op.
+
+ Not thread-safe: no wait may be using the token, and no other call may use it during or
+ after this one.
+
+ # Safety
+
+ `token` must be NULL or a handle from `valve_cancel_token_new` that was not freed.
+ */
+void valve_cancel_token_free(struct valve_cancel_token *token);
+
+/*
+ Cancels the token: every wait on it returns `VALVE_CANCELLED` promptly (the waiting threads
+ are woken, not polled), and every later wait on it at once. Cancelling twice is a no-op.
+ Answers `VALVE_OK` or `VALVE_NULL_POINTER`. Thread-safe, and safe to call while other
+ threads wait on the token.
+
+ # Safety
+
+ `token` must be NULL or a live handle.
+ */
+valve_status valve_cancel_token_cancel(const struct valve_cancel_token *token);
+
+/*
  valve's AIMD defaults: initial 20, limits `[1, 1000]`, backoff 0.9, step 1, utilisation 0.5,
  timeout 5 s, windows of twice the min RTT between 10 ms and 1 s with at least 10 samples.
  `fixed.limit` is 20, so switching `algorithm` to FIXED also gives a valid config.
@@ -2286,6 +2334,28 @@ valve_status valve_limiter_acquire_timeout(const struct valve_limiter *limiter,
                                            struct valve_permit *out);
 
 /*
+ As `valve_limiter_acquire_until`, and cancellable: once `token` is cancelled (from any
+ thread, `valve_cancel_token_cancel`) the wait returns `VALVE_CANCELLED` promptly, with an
+ empty permit in `*out`; a token already cancelled answers at once without queueing. The
+ waiter keeps its place in the queue while it waits (the thread sleeps until a slot is
+ granted, the deadline, or the cancel); a slot granted as the cancel lands goes to the next
+ waiter. Answers as `valve_limiter_acquire_until` otherwise, or `VALVE_NULL_POINTER` for a
+ NULL `token`, except that a wait whose deadline passes is not counted in the snapshot's
+ `timed_out` (it is the async wait's path, which does not count them). Thread-safe; any number
+ of waits may share a token. Unlike the other waits it allocates a few words per call (the
+ waker through which a freed slot wakes the thread).
+
+ # Safety
+
+ As `valve_limiter_acquire_until`; `token` must be NULL or a live handle that stays live
+ until the call returns.
+ */
+valve_status valve_limiter_acquire_cancellable(const struct valve_limiter *limiter,
+                                               const struct valve_cancel_token *token,
+                                               uint64_t deadline_ns,
+                                               struct valve_permit *out);
+
+/*
  Sets the limit by hand, clamped to the algorithm's bounds, and stores the limit now in force
  in `*out_limit` unless `out_limit` is NULL (it is optional).
 
@@ -2322,6 +2392,36 @@ valve_status valve_limiter_get_snapshot(const struct valve_limiter *limiter,
  `limiter` must be NULL or a live handle.
  */
 uint64_t valve_limiter_id(const struct valve_limiter *limiter);
+
+/*
+ For benchmarks of bindings: makes `iterations` acquire + release pairs through this
+ library's own entry points, as a C caller would (`valve_limiter_try_acquire_at` at
+ `start_ns + 100 * i`, then `valve_limiter_release_at` with success 50 ns later), and stores
+ the ns they took, by the library's clock, in `*out_ns`. That is the work of a binding's
+ acquire + release without the binding, measured in the binding's own process and run, so a
+ benchmark can subtract it. The pairs change the limiter as real calls would. Answers
+ `VALVE_OK` or `VALVE_NULL_POINTER`. Thread-safe.
+
+ # Safety
+
+ `limiter` must be NULL or a live handle; `out_ns` must be NULL or writable.
+ */
+valve_status valve_limiter_bench_pairs_at(const struct valve_limiter *limiter,
+                                          uint64_t start_ns,
+                                          uint64_t iterations,
+                                          uint64_t *out_ns);
+
+/*
+ As `valve_limiter_bench_pairs_at` with `valve_limiter_try_acquire` and
+ `valve_limiter_release` (success), which read the limiter's clock. Thread-safe.
+
+ # Safety
+
+ As `valve_limiter_bench_pairs_at`.
+ */
+valve_status valve_limiter_bench_pairs(const struct valve_limiter *limiter,
+                                       uint64_t iterations,
+                                       uint64_t *out_ns);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -47,6 +47,8 @@ static void test_status_names(void) {
     CHECK(strcmp(valve_status_name(VALVE_FOREIGN_PERMIT), "VALVE_FOREIGN_PERMIT") == 0);
     CHECK(strcmp(valve_status_name(VALVE_INTERNAL), "VALVE_INTERNAL") == 0);
     CHECK(strcmp(valve_status_name(VALVE_TIMEOUT), "VALVE_TIMEOUT") == 0);
+    CHECK(strcmp(valve_status_name(VALVE_BUDGET_EXHAUSTED), "VALVE_BUDGET_EXHAUSTED") == 0);
+    CHECK(strcmp(valve_status_name(VALVE_CANCELLED), "VALVE_CANCELLED") == 0);
     CHECK(strcmp(valve_status_name(1000), "VALVE_UNKNOWN_STATUS") == 0);
     CHECK(strcmp(valve_status_name(0xffffffffu), "VALVE_UNKNOWN_STATUS") == 0);
 }
@@ -222,6 +224,73 @@ static void test_blocking_waits(void) {
     CHECK_STATUS(valve_limiter_try_acquire(limiter, &held), VALVE_OK);
     CHECK_STATUS(valve_limiter_acquire_timeout(limiter, 10000000000ull, &other), VALVE_REJECTED);
     CHECK_STATUS(valve_limiter_release(limiter, &held, VALVE_OUTCOME_IGNORED), VALVE_OK);
+    valve_limiter_free(limiter);
+}
+
+/* Cancellable waits: a cancel from another thread ends a wait without a deadline. */
+struct cancellable {
+    valve_limiter *limiter;
+    valve_cancel_token *token;
+    valve_status status;
+    valve_permit permit;
+};
+
+static void *wait_cancellable(void *arg) {
+    struct cancellable *w = arg;
+    w->status = valve_limiter_acquire_cancellable(w->limiter, w->token, UINT64_MAX, &w->permit);
+    return NULL;
+}
+
+static void test_cancellable_wait(void) {
+    valve_limiter_config config = valve_limiter_config_fixed(1);
+    valve_limiter *limiter = new_limiter(&config);
+    valve_cancel_token *token = NULL;
+    valve_permit held, other;
+    CHECK_STATUS(valve_cancel_token_new(&token), VALVE_OK);
+    CHECK(token != NULL);
+    CHECK_STATUS(valve_limiter_acquire_cancellable(limiter, token, UINT64_MAX, &held), VALVE_OK);
+    CHECK_STATUS(valve_limiter_acquire_cancellable(limiter, token, valve_limiter_now(limiter),
+                                                   &other),
+                 VALVE_TIMEOUT);
+    CHECK(other.state == VALVE_PERMIT_EMPTY);
+
+    struct cancellable w = {.limiter = limiter, .token = token, .status = VALVE_INTERNAL};
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, wait_cancellable, &w) == 0);
+    while (snapshot(limiter).queued == 0) {
+        sched_yield();
+    }
+    CHECK_STATUS(valve_cancel_token_cancel(token), VALVE_OK);
+    CHECK(pthread_join(thread, NULL) == 0);
+    CHECK_STATUS(w.status, VALVE_CANCELLED);
+    CHECK(w.permit.state == VALVE_PERMIT_EMPTY && snapshot(limiter).queued == 0);
+    CHECK_STATUS(valve_cancel_token_cancel(token), VALVE_OK);
+    CHECK_STATUS(valve_limiter_acquire_cancellable(limiter, token, UINT64_MAX, &other),
+                 VALVE_CANCELLED);
+
+    CHECK_STATUS(valve_cancel_token_new(NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_cancel_token_cancel(NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_limiter_acquire_cancellable(NULL, token, 0, &other), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_limiter_acquire_cancellable(limiter, NULL, 0, &other), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_limiter_acquire_cancellable(limiter, token, 0, NULL), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_limiter_release(limiter, &held, VALVE_OUTCOME_IGNORED), VALVE_OK);
+    valve_cancel_token_free(token);
+    valve_cancel_token_free(NULL);
+    valve_limiter_free(limiter);
+}
+
+/* The benchmark helpers make the pairs they time. */
+static void test_bench_pairs(void) {
+    valve_limiter_config config = valve_limiter_config_default();
+    valve_limiter *limiter = new_limiter(&config);
+    uint64_t elapsed = 0;
+    CHECK_STATUS(valve_limiter_bench_pairs_at(limiter, 1000, 100, &elapsed), VALVE_OK);
+    CHECK_STATUS(valve_limiter_bench_pairs(limiter, 100, &elapsed), VALVE_OK);
+    CHECK(elapsed > 0);
+    valve_limiter_snapshot snap = snapshot(limiter);
+    CHECK(snap.admitted == 200 && snap.success == 200 && snap.in_flight == 0);
+    CHECK_STATUS(valve_limiter_bench_pairs_at(NULL, 0, 1, &elapsed), VALVE_NULL_POINTER);
+    CHECK_STATUS(valve_limiter_bench_pairs(limiter, 1, NULL), VALVE_NULL_POINTER);
     valve_limiter_free(limiter);
 }
 
@@ -889,6 +958,8 @@ int main(void) {
     test_invalid_configs();
     test_algorithm_presets();
     test_blocking_waits();
+    test_cancellable_wait();
+    test_bench_pairs();
     test_token_quota();
     test_windowed_budget();
     test_concurrency_budget();

@@ -27,10 +27,13 @@ package valve
 #cgo nocallback valve_limiter_release
 #cgo noescape valve_limiter_get_snapshot
 #cgo nocallback valve_limiter_get_snapshot
+#cgo noescape valve_limiter_acquire_until
+#cgo nocallback valve_limiter_acquire_until
+#cgo noescape valve_limiter_acquire_timeout
+#cgo nocallback valve_limiter_acquire_timeout
+#cgo noescape valve_limiter_acquire_cancellable
+#cgo nocallback valve_limiter_acquire_cancellable
 #include "valve.h"
-
-// The floor of a cgo call, for BenchmarkEmptyCgoCalls.
-static void valve_go_empty(void) {}
 */
 import "C"
 
@@ -38,6 +41,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"sync"
 	"time"
 )
 
@@ -55,6 +59,7 @@ const (
 	StatusInternal        Status = C.VALVE_INTERNAL
 	StatusTimeout         Status = C.VALVE_TIMEOUT
 	StatusBudgetExhausted Status = C.VALVE_BUDGET_EXHAUSTED
+	StatusCancelled       Status = C.VALVE_CANCELLED
 )
 
 // Errors returned by this package.
@@ -311,17 +316,11 @@ func (l *Limiter) TryAcquire() (Permit, error) {
 	return p, statusError(status)
 }
 
-// acquireSlice bounds one blocking C wait when the context can be cancelled without a
-// deadline: the wait cannot be interrupted from Go, so it wakes this often to check.
-const acquireSlice = 50 * time.Millisecond
-
 // Acquire waits for a slot in the limiter's queue (Config.Queue), blocking the goroutine (and
 // its OS thread, inside the C call), until a slot is free, the queue refuses (ErrRejected) or
-// ctx ends (ctx.Err()). A C wait cannot be interrupted, so one that ctx could cancel waits in
-// slices of at most 50 ms (the last one ending exactly at ctx's deadline) and checks ctx
-// between them; each new slice queues the waiter again (behind later waiters, under FIFO) and
-// the slice that ran out counts as a timeout in the snapshot. With context.Background() it
-// is one wait. Safe for concurrent use.
+// ctx ends (ctx.Err()). ctx's deadline is the C wait's own deadline, and a cancel wakes the
+// wait at once (through a valve_cancel_token); the waiter keeps its place in the queue until
+// then. Safe for concurrent use.
 func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
 	p := Permit{limiter: l}
 	if l.ptr == nil {
@@ -330,29 +329,79 @@ func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
 	if err := ctx.Err(); err != nil {
 		return p, err
 	}
-	deadline, hasDeadline := ctx.Deadline()
-	for {
-		now := C.valve_limiter_now(l.ptr)
-		until := C.uint64_t(^uint64(0))
-		remaining := time.Until(deadline)
-		switch {
-		case hasDeadline && (ctx.Done() == nil || remaining <= acquireSlice):
-			until = now + C.uint64_t(max(remaining, 0))
-		case ctx.Done() != nil:
-			until = now + C.uint64_t(acquireSlice)
-		}
-		status := C.valve_limiter_acquire_until(l.ptr, until, &p.permit)
-		runtime.KeepAlive(l)
-		if status != C.VALVE_TIMEOUT {
-			return p, statusError(status)
-		}
-		if err := ctx.Err(); err != nil {
-			return p, err
-		}
-		if hasDeadline && time.Until(deadline) <= 0 {
-			return p, context.DeadlineExceeded
-		}
+	until := C.uint64_t(^uint64(0))
+	if deadline, ok := ctx.Deadline(); ok {
+		until = C.valve_limiter_now(l.ptr) + C.uint64_t(max(time.Until(deadline), 0))
 	}
+	var status C.valve_status
+	if ctx.Done() == nil {
+		status = C.valve_limiter_acquire_until(l.ptr, until, &p.permit)
+	} else {
+		status = l.acquireCancellable(ctx, until, &p.permit)
+	}
+	runtime.KeepAlive(l)
+	switch status {
+	case C.VALVE_CANCELLED:
+		return p, ctx.Err()
+	case C.VALVE_TIMEOUT:
+		// Only ctx's deadline sets one; the C clock may pass it just before ctx's timer fires.
+		return p, context.DeadlineExceeded
+	}
+	return p, statusError(status)
+}
+
+// acquireCancellable waits on a token that ctx's end cancels.
+func (l *Limiter) acquireCancellable(ctx context.Context, until C.uint64_t, permit *C.valve_permit) C.valve_status {
+	t, status := getCancelToken()
+	if status != C.VALVE_OK {
+		return status
+	}
+	stop := context.AfterFunc(ctx, t.fire)
+	status = C.valve_limiter_acquire_cancellable(l.ptr, t.c, until, permit)
+	if stop() {
+		// Never cancelled: the token can serve another wait.
+		cancelTokens.Put(t)
+	} else {
+		// The cancel has started and may still be using the token; a cancelled token stays so.
+		<-t.fired
+		t.free()
+	}
+	return status
+}
+
+// cancelToken is a valve_cancel_token with what cancelling it from context.AfterFunc needs,
+// made once: most waits end uncancelled and hand it to the next wait through cancelTokens.
+type cancelToken struct {
+	c     *C.valve_cancel_token
+	fired chan struct{}
+	fire  func()
+}
+
+// cancelTokens holds uncancelled tokens; one the pool drops is freed by its finalizer.
+var cancelTokens sync.Pool
+
+func getCancelToken() (*cancelToken, C.valve_status) {
+	if t, ok := cancelTokens.Get().(*cancelToken); ok {
+		return t, C.VALVE_OK
+	}
+	t := &cancelToken{fired: make(chan struct{})}
+	if status := C.valve_cancel_token_new(&t.c); status != C.VALVE_OK {
+		return nil, status
+	}
+	// Not a closure over t: a cycle through t would keep its finalizer from ever running.
+	c, fired := t.c, t.fired
+	t.fire = func() {
+		C.valve_cancel_token_cancel(c)
+		close(fired)
+	}
+	runtime.SetFinalizer(t, (*cancelToken).free)
+	return t, C.VALVE_OK
+}
+
+func (t *cancelToken) free() {
+	C.valve_cancel_token_free(t.c)
+	t.c = nil
+	runtime.SetFinalizer(t, nil)
 }
 
 // AcquireTimeout waits up to timeout for a slot; ErrTimeout when it passes first, ErrRejected

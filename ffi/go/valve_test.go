@@ -2,6 +2,7 @@ package valve
 
 import (
 	"errors"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -188,26 +189,87 @@ func TestConcurrentGoroutines(t *testing.T) {
 	}
 }
 
-// Acquire + release through this package, through bare cgo calls, and two empty cgo calls, on
-// valve's default AIMD limiter with its clock (criterion's ffi/c_aimd_clock is the same work
-// called from Rust). What the binding adds is TryAcquireSuccess minus that Rust figure, to set
-// against EmptyCgoCalls.
-func BenchmarkEmptyCgoCalls(b *testing.B) {
-	for i := 0; i < b.N; i++ {
-		emptyCall()
-		emptyCall()
+// What the binding adds to an acquire + release, set against what a cgo call costs by itself,
+// all in one run. Each of b.N rounds times a batch of pairs of every kind, in turn; the figures
+// are medians over the rounds, per pair (ns):
+//
+//   - library: the pairs made and timed inside valve (valve_limiter_bench_pairs[_at]): the work
+//   - empty: two cgo calls of the same signatures to empty C functions: the cgo floor
+//   - cgo: two bare cgo calls to valve per pair (cgo_at: with the caller's time, no clock read)
+//   - TryAcquire+Success: this package's API, which reads the limiter's clock
+//
+// "added" is a figure minus the library's; the target is added <= 1.1 x empty. Run:
+// go test -run '^$' -bench Overhead -benchtime 400x
+func BenchmarkOverhead(b *testing.B) {
+	const batch = 5000
+	at, clock := newLimiter(b, DefaultConfig()), newLimiter(b, DefaultConfig())
+	var next uint64 // the `_at` pairs' timeline, shared by every `_at` batch
+	timeline := func(f func(*Limiter, uint64, int) time.Duration) func() time.Duration {
+		return func() time.Duration {
+			start := next
+			next += 100 * batch
+			return f(at, start, batch)
+		}
 	}
-}
-
-func BenchmarkRawCgoAcquireSuccess(b *testing.B) {
-	l := newLimiter(b, DefaultConfig())
-	b.ReportAllocs()
+	cases := []struct {
+		name string
+		run  func() time.Duration
+	}{
+		{"empty_at", timeline(timeEmptyPairsAt)},
+		{"library_at", timeline(timeLibraryPairsAt)},
+		{"cgo_at", timeline(timeCgoPairsAt)},
+		{"empty", func() time.Duration { return timeEmptyPairs(clock, batch) }},
+		{"library", func() time.Duration { return timeLibraryPairs(clock, batch) }},
+		{"cgo", func() time.Duration { return timeCgoPairs(clock, batch) }},
+		{"TryAcquire+Success", func() time.Duration { return timeTryAcquireSuccess(clock, batch) }},
+	}
+	samples := make([][]float64, len(cases))
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		rawAcquireSuccess(l)
+	for round := 0; round < b.N; round++ {
+		for k := range cases {
+			c := (k + round) % len(cases) // rotated, so no case always follows the same one
+			samples[c] = append(samples[c], float64(cases[c].run())/batch)
+		}
+	}
+	b.StopTimer()
+	if b.N < 10 {
+		return // the harness's first call, too few rounds for a median
+	}
+	ns := map[string]float64{}
+	for c, s := range samples {
+		ns[cases[c].name] = median(s)
+	}
+	b.Logf("per pair, median of %d rounds of %d:", b.N, batch)
+	b.Logf("%-20s %8s %8s %8s %8s %7s", "", "total", "library", "added", "empty", "ratio")
+	for _, row := range [][3]string{
+		{"cgo_at", "library_at", "empty_at"},
+		{"cgo", "library", "empty"},
+		{"TryAcquire+Success", "library", "empty"},
+	} {
+		total, work, empty := ns[row[0]], ns[row[1]], ns[row[2]]
+		added := total - work
+		b.Logf("%-20s %8.1f %8.1f %8.1f %8.1f %7.2f", row[0], total, work, added, empty, added/empty)
+		b.ReportMetric(added/empty, row[0]+"-added/empty")
 	}
 }
 
+func timeTryAcquireSuccess(l *Limiter, n int) time.Duration {
+	began := time.Now()
+	for i := 0; i < n; i++ {
+		if p, err := l.TryAcquire(); err == nil {
+			p.Success()
+		}
+	}
+	return time.Since(began)
+}
+
+func median(xs []float64) float64 {
+	sorted := append([]float64(nil), xs...)
+	sort.Float64s(sorted)
+	return sorted[len(sorted)/2]
+}
+
+// The idiomatic pair alone, for its allocations (none).
 func BenchmarkTryAcquireSuccess(b *testing.B) {
 	l := newLimiter(b, DefaultConfig())
 	b.ReportAllocs()

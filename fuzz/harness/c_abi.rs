@@ -77,6 +77,8 @@ struct State {
     outstanding: u32,
     retries: u32,
     backoff: *mut valve_backoff,
+    /// A live cancel token and a cancelled one, for `AcquireUntil`'s cancellable form.
+    tokens: [*mut valve_cancel_token; 2],
     now: u64,
 }
 
@@ -95,6 +97,7 @@ impl State {
             outstanding: 0,
             retries: 0,
             backoff: ptr::null_mut(),
+            tokens: [ptr::null_mut(); 2],
             now: 1,
         };
         // SAFETY (this block): every pointer is valid; each handle is freed once, in `free`.
@@ -110,6 +113,10 @@ impl State {
             assert_eq!(valve_concurrency_budget_new(&envoy, &mut s.concurrency), OK);
             let backoff = valve_backoff_config_grpc(1000, 1_000_000, 1.6);
             assert_eq!(valve_backoff_new(&backoff, 7, &mut s.backoff), OK);
+            for token in &mut s.tokens {
+                assert_eq!(valve_cancel_token_new(token), OK);
+            }
+            assert_eq!(valve_cancel_token_cancel(s.tokens[1]), OK);
         }
         s
     }
@@ -179,8 +186,14 @@ impl State {
                     if permit.state == HELD {
                         return; // keep every held slot reachable
                     }
+                    // The high bits of `slot` pick the cancellable wait and its token.
+                    let token = self.tokens[usize::from(slot >> 6) & 1];
+                    let cancellable = matches!(op, Op::AcquireUntil { .. }) && slot >= 128;
                     let status = if matches!(op, Op::Acquire { .. }) {
                         valve_limiter_try_acquire_at(handle, self.now, permit)
+                    } else if cancellable {
+                        // A deadline already past: never blocks either.
+                        valve_limiter_acquire_cancellable(handle, token, 0, permit)
                     } else {
                         // A deadline already past: never blocks.
                         valve_limiter_acquire_until(handle, 0, permit)
@@ -196,6 +209,11 @@ impl State {
                             model.in_flight += 1;
                         }
                         valve_status::VALVE_REJECTED | valve_status::VALVE_TIMEOUT => {
+                            assert!(!(cancellable && token == self.tokens[1]));
+                            assert_eq!(permit.state, EMPTY)
+                        }
+                        valve_status::VALVE_CANCELLED => {
+                            assert!(cancellable && token == self.tokens[1]);
                             assert_eq!(permit.state, EMPTY)
                         }
                         other => panic!("acquire answered {other:?}"),
@@ -350,6 +368,11 @@ impl State {
             assert_eq!(valve_limiter_new(ptr::null(), ptr::null_mut()), NULL);
             assert_eq!(valve_limiter_try_acquire(ptr::null(), &mut permit), NULL);
             assert_eq!(valve_limiter_acquire_timeout(ptr::null(), 0, &mut permit), NULL);
+            assert_eq!(
+                valve_limiter_acquire_cancellable(handle, ptr::null(), 0, &mut permit),
+                NULL
+            );
+            assert_eq!(valve_cancel_token_cancel(ptr::null()), NULL);
             assert_eq!(valve_limiter_release(ptr::null(), &mut permit, 0), NULL);
             if !handle.is_null() {
                 assert_eq!(valve_limiter_try_acquire_at(handle, 0, ptr::null_mut()), NULL);
@@ -405,6 +428,9 @@ impl State {
             valve_windowed_budget_free(self.windowed);
             valve_concurrency_budget_free(self.concurrency);
             valve_backoff_free(self.backoff);
+            for token in self.tokens {
+                valve_cancel_token_free(token);
+            }
         }
     }
 }

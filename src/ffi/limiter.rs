@@ -8,13 +8,13 @@
 
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::clock::{Clock, MonotonicClock, Nanos};
 use crate::ffi::limit::{
     valve_envoy_gradient_config, valve_gradient2_config, valve_queue_config, valve_vegas_config,
 };
-use crate::ffi::{status_boundary, valve_status};
+use crate::ffi::{status_boundary, valve_cancel_token, valve_status};
 use crate::limit::{
     Aimd, AimdConfig, EnvoyGradient, EnvoyGradientConfig, Fixed, Gradient2, Gradient2Config,
     LimitAlgorithm, Vegas, VegasConfig, WindowConfig,
@@ -613,6 +613,53 @@ pub unsafe extern "C" fn valve_limiter_acquire_timeout(
     })
 }
 
+/// As `valve_limiter_acquire_until`, and cancellable: once `token` is cancelled (from any
+/// thread, `valve_cancel_token_cancel`) the wait returns `VALVE_CANCELLED` promptly, with an
+/// empty permit in `*out`; a token already cancelled answers at once without queueing. The
+/// waiter keeps its place in the queue while it waits (the thread sleeps until a slot is
+/// granted, the deadline, or the cancel); a slot granted as the cancel lands goes to the next
+/// waiter. Answers as `valve_limiter_acquire_until` otherwise, or `VALVE_NULL_POINTER` for a
+/// NULL `token`, except that a wait whose deadline passes is not counted in the snapshot's
+/// `timed_out` (it is the async wait's path, which does not count them). Thread-safe; any number
+/// of waits may share a token. Unlike the other waits it allocates a few words per call (the
+/// waker through which a freed slot wakes the thread).
+///
+/// # Safety
+///
+/// As `valve_limiter_acquire_until`; `token` must be NULL or a live handle that stays live
+/// until the call returns.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn valve_limiter_acquire_cancellable(
+    limiter: *const valve_limiter,
+    token: *const valve_cancel_token,
+    deadline_ns: u64,
+    out: *mut valve_permit,
+) -> valve_status {
+    status_boundary(|| {
+        // SAFETY: forwarded caller contract.
+        let Some((handle, out)) = (unsafe { handle_and_permit(limiter, out) }) else {
+            return valve_status::VALVE_NULL_POINTER;
+        };
+        // SAFETY: `token` is NULL or a live handle for the call (the caller's contract).
+        let Some(token) = (unsafe { token.as_ref() }) else {
+            return valve_status::VALVE_NULL_POINTER;
+        };
+        let limiter = &handle.limiter;
+        // The future notices its deadline only when polled: sleep no longer than that.
+        let park_for = || {
+            (deadline_ns != Nanos::MAX)
+                .then(|| Duration::from_nanos(deadline_ns.saturating_sub(limiter.clock().now())))
+        };
+        match token.block_on(limiter.acquire_with_deadline(deadline_ns), park_for) {
+            Some(result) => wait(handle, result, out),
+            None => {
+                *out = valve_permit { limiter_id: handle.id, ..valve_permit::empty() };
+                valve_status::VALVE_CANCELLED
+            }
+        }
+    })
+}
+
 /// Sets the limit by hand, clamped to the algorithm's bounds, and stores the limit now in force
 /// in `*out_limit` unless `out_limit` is NULL (it is optional).
 ///
@@ -680,6 +727,98 @@ pub unsafe extern "C" fn valve_limiter_id(limiter: *const valve_limiter) -> u64 
     crate::ffi::boundary(0, || {
         // SAFETY: `limiter` is NULL or a live handle (the caller's contract).
         unsafe { limiter.as_ref() }.map_or(0, |handle| handle.id)
+    })
+}
+
+/// For benchmarks of bindings: makes `iterations` acquire + release pairs through this
+/// library's own entry points, as a C caller would (`valve_limiter_try_acquire_at` at
+/// `start_ns + 100 * i`, then `valve_limiter_release_at` with success 50 ns later), and stores
+/// the ns they took, by the library's clock, in `*out_ns`. That is the work of a binding's
+/// acquire + release without the binding, measured in the binding's own process and run, so a
+/// benchmark can subtract it. The pairs change the limiter as real calls would. Answers
+/// `VALVE_OK` or `VALVE_NULL_POINTER`. Thread-safe.
+///
+/// # Safety
+///
+/// `limiter` must be NULL or a live handle; `out_ns` must be NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn valve_limiter_bench_pairs_at(
+    limiter: *const valve_limiter,
+    start_ns: u64,
+    iterations: u64,
+    out_ns: *mut u64,
+) -> valve_status {
+    type TryAcquireAt =
+        unsafe extern "C" fn(*const valve_limiter, u64, *mut valve_permit) -> valve_status;
+    type ReleaseAt =
+        unsafe extern "C" fn(*const valve_limiter, *mut valve_permit, u32, u64) -> valve_status;
+    // Hidden from the optimiser so each pair is two real calls, as from C.
+    let acquire: TryAcquireAt = std::hint::black_box(valve_limiter_try_acquire_at);
+    let release: ReleaseAt = std::hint::black_box(valve_limiter_release_at);
+    bench_pairs(limiter, out_ns, |handle, permit| {
+        let started = Instant::now();
+        let mut now = start_ns;
+        for _ in 0..iterations {
+            // SAFETY: a live handle and a permit on this stack frame.
+            unsafe {
+                if acquire(handle, now, permit) == valve_status::VALVE_OK {
+                    release(handle, permit, OUTCOME_SUCCESS, now.wrapping_add(50));
+                }
+            }
+            now = now.wrapping_add(100);
+        }
+        started.elapsed()
+    })
+}
+
+/// As `valve_limiter_bench_pairs_at` with `valve_limiter_try_acquire` and
+/// `valve_limiter_release` (success), which read the limiter's clock. Thread-safe.
+///
+/// # Safety
+///
+/// As `valve_limiter_bench_pairs_at`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn valve_limiter_bench_pairs(
+    limiter: *const valve_limiter,
+    iterations: u64,
+    out_ns: *mut u64,
+) -> valve_status {
+    type TryAcquire = unsafe extern "C" fn(*const valve_limiter, *mut valve_permit) -> valve_status;
+    type Release =
+        unsafe extern "C" fn(*const valve_limiter, *mut valve_permit, u32) -> valve_status;
+    let acquire: TryAcquire = std::hint::black_box(valve_limiter_try_acquire);
+    let release: Release = std::hint::black_box(valve_limiter_release);
+    bench_pairs(limiter, out_ns, |handle, permit| {
+        let started = Instant::now();
+        for _ in 0..iterations {
+            // SAFETY: a live handle and a permit on this stack frame.
+            unsafe {
+                if acquire(handle, permit) == valve_status::VALVE_OK {
+                    release(handle, permit, OUTCOME_SUCCESS);
+                }
+            }
+        }
+        started.elapsed()
+    })
+}
+
+/// The checks and the result of both `bench_pairs` functions around `run`.
+fn bench_pairs(
+    limiter: *const valve_limiter,
+    out_ns: *mut u64,
+    run: impl FnOnce(*const valve_limiter, &mut valve_permit) -> Duration,
+) -> valve_status {
+    status_boundary(|| {
+        if limiter.is_null() {
+            return valve_status::VALVE_NULL_POINTER;
+        }
+        // SAFETY: `out_ns` is NULL or writable (the caller's contract).
+        let Some(out_ns) = (unsafe { out_ns.as_mut() }) else {
+            return valve_status::VALVE_NULL_POINTER;
+        };
+        let mut permit = valve_permit::empty();
+        *out_ns = duration_to_nanos(run(limiter, &mut permit));
+        valve_status::VALVE_OK
     })
 }
 
@@ -956,6 +1095,132 @@ mod tests {
                 valve_status::VALVE_NULL_POINTER
             );
             assert_eq!(valve_limiter_now(ptr::null()), 0);
+            valve_limiter_free(handle);
+        }
+    }
+
+    #[test]
+    fn cancellable_waits_end_on_cancel_deadline_or_grant() {
+        use crate::ffi::{
+            valve_cancel_token_cancel, valve_cancel_token_free, valve_cancel_token_new,
+        };
+        use std::time::Instant;
+
+        struct Shared(*const valve_limiter, *mut valve_cancel_token);
+        // SAFETY: both handles are thread-safe and outlive the threads that use them.
+        unsafe impl Send for Shared {}
+        // SAFETY: as above.
+        unsafe impl Sync for Shared {}
+
+        let handle = new_limiter(&valve_limiter_config_fixed(1));
+        let mut token = ptr::null_mut();
+        let mut held = valve_permit::empty();
+        let mut waiter = valve_permit::empty();
+        // SAFETY (this block): live handles and valid pointers throughout; the token and the
+        // limiter are freed after every thread using them has been joined.
+        unsafe {
+            assert_eq!(valve_cancel_token_new(&mut token), valve_status::VALVE_OK);
+            assert_eq!(
+                valve_limiter_acquire_cancellable(handle, token, u64::MAX, &mut held),
+                valve_status::VALVE_OK,
+                "a free slot is taken at once"
+            );
+            let deadline = valve_limiter_now(handle) + 2_000_000;
+            assert_eq!(
+                valve_limiter_acquire_cancellable(handle, token, deadline, &mut waiter),
+                valve_status::VALVE_TIMEOUT
+            );
+            assert!(valve_limiter_now(handle) >= deadline, "not before its deadline");
+
+            let shared = Shared(handle, token);
+            let cancelled_at = std::thread::scope(|scope| {
+                let shared = &shared;
+                let wait = scope.spawn(move || {
+                    let mut permit = valve_permit::empty();
+                    let status = valve_limiter_acquire_cancellable(
+                        shared.0,
+                        shared.1,
+                        u64::MAX,
+                        &mut permit,
+                    );
+                    (status, permit.state, Instant::now())
+                });
+                while snapshot(handle).queued == 0 {
+                    std::thread::yield_now();
+                }
+                let cancelled_at = Instant::now();
+                assert_eq!(valve_cancel_token_cancel(token), valve_status::VALVE_OK);
+                let (status, state, returned_at) = wait.join().unwrap();
+                assert_eq!((status, state), (valve_status::VALVE_CANCELLED, PERMIT_EMPTY));
+                returned_at - cancelled_at
+            });
+            assert!(cancelled_at < Duration::from_secs(1), "woken, not polled: {cancelled_at:?}");
+            assert_eq!(snapshot(handle).queued, 0, "the cancelled waiter left the queue");
+            assert_eq!(
+                valve_limiter_acquire_cancellable(handle, token, u64::MAX, &mut waiter),
+                valve_status::VALVE_CANCELLED,
+                "a cancelled token answers at once"
+            );
+            valve_cancel_token_free(token);
+
+            assert_eq!(valve_cancel_token_new(&mut token), valve_status::VALVE_OK);
+            let shared = Shared(handle, token);
+            std::thread::scope(|scope| {
+                let shared = &shared;
+                let wait = scope.spawn(move || {
+                    let mut permit = valve_permit::empty();
+                    let status = valve_limiter_acquire_cancellable(
+                        shared.0,
+                        shared.1,
+                        u64::MAX,
+                        &mut permit,
+                    );
+                    (status, permit)
+                });
+                while snapshot(handle).queued == 0 {
+                    std::thread::yield_now();
+                }
+                assert_eq!(valve_limiter_release(handle, &mut held, 2), valve_status::VALVE_OK);
+                let (status, mut granted) = wait.join().unwrap();
+                assert_eq!((status, granted.state), (valve_status::VALVE_OK, PERMIT_HELD));
+                assert_eq!(valve_limiter_release(handle, &mut granted, 0), valve_status::VALVE_OK);
+            });
+            assert_eq!(
+                valve_limiter_acquire_cancellable(handle, ptr::null(), 0, &mut waiter),
+                valve_status::VALVE_NULL_POINTER
+            );
+            assert_eq!(
+                valve_limiter_acquire_cancellable(ptr::null(), token, 0, &mut waiter),
+                valve_status::VALVE_NULL_POINTER
+            );
+            assert_eq!(snapshot(handle).in_flight, 0);
+            valve_cancel_token_free(token);
+            valve_limiter_free(handle);
+        }
+    }
+
+    #[test]
+    fn bench_pairs_run_the_pairs_they_time() {
+        let handle = new_limiter(&valve_limiter_config_fixed(1));
+        let mut elapsed = 0;
+        // SAFETY (this block): a live handle and valid out-pointers throughout.
+        unsafe {
+            assert_eq!(
+                valve_limiter_bench_pairs_at(handle, 5, 10, &mut elapsed),
+                valve_status::VALVE_OK
+            );
+            assert_eq!(valve_limiter_bench_pairs(handle, 10, &mut elapsed), valve_status::VALVE_OK);
+            assert!(elapsed > 0);
+            let snap = snapshot(handle);
+            assert_eq!((snap.admitted, snap.success, snap.in_flight), (20, 20, 0));
+            assert_eq!(
+                valve_limiter_bench_pairs(ptr::null(), 1, &mut elapsed),
+                valve_status::VALVE_NULL_POINTER
+            );
+            assert_eq!(
+                valve_limiter_bench_pairs_at(handle, 0, 1, ptr::null_mut()),
+                valve_status::VALVE_NULL_POINTER
+            );
             valve_limiter_free(handle);
         }
     }

@@ -24,6 +24,7 @@
 //! |---|---|
 //! | this file | [`valve_status`], the panic boundary, version functions, handle helpers |
 //! | `limiter.rs` | the concurrency limiter, its blocking waits, the FIXED and AIMD configs |
+//! | `cancel.rs` | cancellation tokens for blocking waits |
 //! | `limit.rs` | the configs of the other limit algorithms and of the waiter queue |
 //! | `budget.rs` | retry budgets: token quota (gRPC, AWS), windowed (Finagle), concurrency (Envoy) |
 //! | `backoff.rs` | backoff delays with jitter |
@@ -42,12 +43,14 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 mod backoff;
 mod breaker;
 mod budget;
+mod cancel;
 mod limit;
 mod limiter;
 
 pub use backoff::*;
 pub use breaker::*;
 pub use budget::*;
+pub use cancel::*;
 pub use limit::*;
 pub use limiter::*;
 
@@ -76,6 +79,8 @@ pub enum valve_status {
     /// The client's own retry budget (token quota, windowed or concurrency budget) refused a
     /// retry or hedge: not an error and not a signal from the server. Do not retry.
     VALVE_BUDGET_EXHAUSTED = 8,
+    /// A blocking wait's `valve_cancel_token` was cancelled before a slot was free.
+    VALVE_CANCELLED = 9,
 }
 
 /// The name of a status code, e.g. `"VALVE_OK"`, or `"VALVE_UNKNOWN_STATUS"` for a code that is
@@ -100,6 +105,7 @@ fn status_name(code: u32) -> &'static [u8] {
         6 => b"VALVE_INTERNAL\0",
         7 => b"VALVE_TIMEOUT\0",
         8 => b"VALVE_BUDGET_EXHAUSTED\0",
+        9 => b"VALVE_CANCELLED\0",
         _ => UNKNOWN_STATUS,
     }
 }
@@ -252,6 +258,7 @@ mod tests {
             valve_status::VALVE_INTERNAL,
             valve_status::VALVE_TIMEOUT,
             valve_status::VALVE_BUDGET_EXHAUSTED,
+            valve_status::VALVE_CANCELLED,
         ];
         for status in all {
             assert_eq!(name(status as u32), format!("{status:?}"));

@@ -150,6 +150,30 @@ def test_retry_sleeps_the_backoff_and_stops_when_the_budget_denies():
     assert (snap.outstanding, snap.retries_in_flight, snap.allowed) == (0, 0, 1)
 
 
+def test_retry_charges_every_failure_to_a_grpc_quota():
+    # gRPC A6: every failed RPC takes a token, the one after which no retry is sent included;
+    # the AWS rules charge only retries that are sent.
+    grpc = valve.TokenQuota.grpc(10, 0.1)
+    aws = valve.TokenQuota.aws_standard_legacy()
+    attempts = []
+
+    def always_fails():
+        attempts.append(1)
+        raise ConnectionError("unavailable")
+
+    for quota in (grpc, aws):
+        with pytest.raises(ConnectionError):
+            valve.retry(budget=quota, max_attempts=3, sleep=lambda _: None)(always_fails)()
+    assert len(attempts) == 6
+    assert grpc.balance == 10_000 - 3 * 1000, "three failures, three charges"
+    assert aws.balance == 500 - 2 * 5, "two retries sent, two charges"
+
+    denied = valve.TokenQuota.grpc(2, 1)  # 2000 milli-tokens, threshold 1000
+    with pytest.raises(ConnectionError):
+        valve.retry(budget=denied, max_attempts=5, sleep=lambda _: None)(always_fails)()
+    assert denied.balance == 1000 and len(attempts) == 7, "the first failure's charge denied"
+
+
 def test_breaker_context_manager():
     breaker = valve.Breaker(consecutive_failures=2)
     for _ in range(2):

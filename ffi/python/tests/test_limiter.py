@@ -1,12 +1,13 @@
 """The Python binding: configs, the with-statement protocol, errors, threads."""
 
 import dataclasses
+import gc
 import threading
 
 import pytest
 
 import valve
-from valve._native import cdef_source, lib
+from valve._native import cdef_source, ffi, lib
 
 
 def test_version_matches_the_header():
@@ -64,6 +65,20 @@ def test_with_block_reports_outcomes():
     s = limiter.snapshot()
     assert (s.admitted, s.rejected, s.success, s.dropped, s.ignored) == (4, 1, 1, 2, 1)
     assert s.in_flight == 0
+
+
+def test_permits_from_many_blocks_are_distinct_and_outlive_their_block():
+    limiter = valve.Limiter(valve.FixedConfig(1000))
+    permits = [limiter.acquire() for _ in range(600)]  # across three blocks of slots
+    assert len({int(ffi.cast("uintptr_t", p._permit)) for p in permits}) == 600
+    gc.collect()  # the limiter has moved on from the first block; its permits keep it
+    assert all(p.held for p in permits)
+    assert limiter.snapshot().in_flight == 600
+    for p in permits:
+        p.success()
+    with pytest.raises(valve.StalePermit):
+        permits[0].success()
+    assert limiter.snapshot().in_flight == 0
 
 
 def test_double_release_raises_and_changes_nothing():

@@ -248,14 +248,39 @@ class Snapshot:
     queued: int
 
 
+# The acquire + release path, bound once: a module global is found faster than an attribute of
+# ``lib``, and these run on every call.
+_try_acquire = lib.valve_limiter_try_acquire
+_release = lib.valve_limiter_release
+_OK = lib.VALVE_OK
+_REJECTED = lib.VALVE_REJECTED
+_STALE_PERMIT = lib.VALVE_STALE_PERMIT
+_SUCCESS = lib.VALVE_OUTCOME_SUCCESS
+_DROPPED = lib.VALVE_OUTCOME_DROPPED
+_IGNORED = lib.VALVE_OUTCOME_IGNORED
+
+# Permits are carved from blocks of this many: one cffi allocation per block instead of one per
+# acquire. A block is freed once every Permit holding one of its slots is gone.
+_BLOCK = 256
+_PERMIT_BLOCK = ffi.typeof("valve_permit[]")
+
+
+def _carve():
+    """A new block and a pointer to each of its slots. ``list.pop`` is atomic (with or without
+    the GIL), so each slot goes to one permit only."""
+    block = ffi.new(_PERMIT_BLOCK, _BLOCK)
+    return block, [block + i for i in range(_BLOCK)]
+
+
 class Permit:
     """The right to run one unit of work; report how it ended once, or use it in ``with``."""
 
-    __slots__ = ("_limiter", "_permit")
+    __slots__ = ("_limiter", "_permit", "_block")
 
-    def __init__(self, limiter: "Limiter", permit) -> None:
+    def __init__(self, limiter: "Limiter", permit, block) -> None:
         self._limiter = limiter
         self._permit = permit
+        self._block = block
 
     @property
     def held(self) -> bool:
@@ -264,34 +289,45 @@ class Permit:
 
     def success(self) -> None:
         """The work completed normally: its RTT is a sample."""
-        self._release(lib.VALVE_OUTCOME_SUCCESS)
+        self._release(_SUCCESS)
 
     def dropped(self) -> None:
         """An overload signal (timeout, 503): the limit backs off."""
-        self._release(lib.VALVE_OUTCOME_DROPPED)
+        self._release(_DROPPED)
 
     def ignore(self) -> None:
         """Releases the slot and teaches nothing (client cancel, bad request)."""
-        self._release(lib.VALVE_OUTCOME_IGNORED)
+        self._release(_IGNORED)
 
     def _release(self, outcome: int) -> None:
-        status = lib.valve_limiter_release(self._limiter._live(), self._permit, outcome)
-        if status != lib.VALVE_OK:
+        status = _release(self._limiter._live(), self._permit, outcome)
+        if status != _OK:
             _raise(status)
 
     def __enter__(self) -> "Permit":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if self.held:
-            if exc_type is None:
-                outcome = lib.VALVE_OUTCOME_SUCCESS
-            elif issubclass(exc_type, self._limiter.dropped_on):
-                outcome = lib.VALVE_OUTCOME_DROPPED
-            else:
-                outcome = lib.VALVE_OUTCOME_IGNORED
-            self._release(outcome)
+        if exc_type is None:
+            outcome = _SUCCESS
+        elif issubclass(exc_type, self._limiter.dropped_on):
+            outcome = _DROPPED
+        else:
+            outcome = _IGNORED
+        handle = self._limiter._handle
+        if handle is None:
+            if self.held:
+                raise Closed()
+            return False
+        # A permit the block already reported answers VALVE_STALE_PERMIT and changes nothing:
+        # the library checks, so no field read is needed here.
+        status = _release(handle, self._permit, outcome)
+        if status != _OK and status != _STALE_PERMIT:
+            _raise(status)
         return False
+
+
+_new_permit_object = object.__new__
 
 
 class Limiter:
@@ -325,6 +361,7 @@ class Limiter:
         if status != lib.VALVE_OK:
             _raise(status)
         self._handle: Optional[object] = ffi.gc(out[0], lib.valve_limiter_free)
+        self._permits = _carve()
 
     def _live(self):
         handle = self._handle
@@ -332,16 +369,41 @@ class Limiter:
             raise Closed()
         return handle
 
+    def _new_permit(self):
+        """An unused ``valve_permit *`` and the block that owns its memory."""
+        block, slots = self._permits
+        try:
+            return slots.pop(), block
+        except IndexError:
+            # Threads racing here each carve a block of their own; every slot is still unique.
+            block, slots = _carve()
+            permit = slots.pop()  # before the block is shared, so it cannot be empty
+            self._permits = (block, slots)
+            return permit, block
+
     def acquire(self) -> Permit:
         """Admits one call if in-flight is below the limit, else raises ``Rejected`` at once.
 
         The permit is a context manager: ``with limiter.acquire(): ...``.
         """
-        permit = ffi.new("valve_permit *")
-        status = lib.valve_limiter_try_acquire(self._live(), permit)
-        if status == lib.VALVE_OK:
-            return Permit(self, permit)
-        if status == lib.VALVE_REJECTED:
+        handle = self._handle
+        if handle is None:
+            raise Closed()
+        # `_new_permit` inlined: this is the hot path, and a Python call costs as much as a C one.
+        block, slots = self._permits
+        try:
+            permit = slots.pop()
+        except IndexError:
+            permit, block = self._new_permit()
+        status = _try_acquire(handle, permit)
+        if status == _OK:
+            # Built without running `__init__`, which would cost one more Python frame.
+            held = _new_permit_object(Permit)
+            held._limiter = self
+            held._permit = permit
+            held._block = block
+            return held
+        if status == _REJECTED:
             raise Rejected(status, f"{permit.in_flight} in flight")
         _raise(status)
 
@@ -349,10 +411,10 @@ class Limiter:
         """Waits up to ``timeout`` seconds for a slot in the limiter's queue (the GIL is released
         while waiting). Raises ``Timeout`` when the deadline passes first, ``Rejected`` when the
         queue refuses the wait."""
-        permit = ffi.new("valve_permit *")
+        permit, block = self._new_permit()
         status = lib.valve_limiter_acquire_timeout(self._live(), _ns(timeout, "timeout"), permit)
-        if status == lib.VALVE_OK:
-            return Permit(self, permit)
+        if status == _OK:
+            return Permit(self, permit, block)
         _raise(status)
 
     def set_limit(self, limit: int) -> int:

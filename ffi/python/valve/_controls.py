@@ -97,6 +97,9 @@ class TokenQuota(_Handle):
 
     def __init__(self, config) -> None:
         super().__init__(lib.valve_token_quota_new, lib.valve_token_quota_free, config)
+        # gRPC A6 charges every qualified failure, the last attempt's too; the AWS rules charge
+        # only a retry that is about to be sent.
+        self._charges_every_failure = config.rule == lib.VALVE_QUOTA_ABOVE_THRESHOLD
 
     @classmethod
     def aws_standard_legacy(cls) -> "TokenQuota":
@@ -272,7 +275,8 @@ def retry(
 
     When the budget denies a retry (or the attempts run out) the last exception is raised as
     it is. A ``TokenQuota`` is charged per retry (a ``TimeoutError`` as ``CostClass.TIMEOUT``)
-    and refunded on success; a ``WindowedBudget`` gets a deposit per call; a
+    and refunded on success; a gRPC quota (``TokenQuota.grpc``) is charged for every failure in
+    ``retry_on``, the last attempt's included, as gRPC A6 counts every failed RPC; a ``WindowedBudget`` gets a deposit per call; a
     ``ConcurrencyBudget`` counts every attempt in flight and holds a retry slot per retry.
     """
     if max_attempts < 1:
@@ -292,6 +296,7 @@ def retry(
                         result = _attempt(budget, attempt > 1, fn, args, kwargs)
                     except retry_on as error:
                         if attempt == max_attempts:
+                            _charge_last_failure(budget, error)
                             raise
                         granted, withdrawal = _ask(budget, error)
                         if not granted:
@@ -323,6 +328,13 @@ def _attempt(budget: Optional[Budget], is_retry: bool, fn, args, kwargs):
         budget.request_finished()
         if is_retry:
             budget.retry_finished()
+
+
+def _charge_last_failure(budget: Optional[Budget], error: BaseException) -> None:
+    """Charges a gRPC quota for a failure after which no retry is sent (the grant, if any, goes
+    unused: the debit is the failure's charge)."""
+    if isinstance(budget, TokenQuota) and budget._charges_every_failure:
+        _ask(budget, error)
 
 
 def _ask(budget: Optional[Budget], error: BaseException) -> Tuple[bool, Optional[Withdrawal]]:
