@@ -1071,6 +1071,12 @@ typedef struct valve_aimd_config {
    Exponential growth until the first drop or timeout.
    */
   bool slow_start;
+  /*
+   valve's latency rule: a window whose RTT, averaged over about 200 samples, exceeds this
+   multiple of a learnt no-load RTT backs off as a drop does; in `(1, 100]`, or 0 for no
+   rule (Netflix). valve: 1.5.
+   */
+  double latency_tolerance;
 } valve_aimd_config;
 
 /*
@@ -2188,7 +2194,7 @@ struct valve_limiter_config valve_limiter_config_vegas(void);
 struct valve_limiter_config valve_limiter_config_vegas_netflix(void);
 
 /*
- valve's ENVOY_GRADIENT defaults (learned minimum RTT, no pinning, buffer 0.1, backoff 0.9
+ valve's ENVOY_GRADIENT defaults (learned minimum RTT, no pinning, buffer 0.25, backoff 0.9
  on drops, app-limited guard, slow start, p50 over valve windows). Thread-safe.
  */
 struct valve_limiter_config valve_limiter_config_envoy_gradient(void);

@@ -105,7 +105,11 @@ fn aimd_limits_stay_in_bounds() {
         TestResult::from_bool(
             stays_in_bounds(Aimd::default(), steps.clone(), start)
                 && stays_in_bounds(
-                    Aimd::with_latency(narrow_aimd(), AimdLatency { tolerance: 1.1 }).unwrap(),
+                    Aimd::new(AimdConfig {
+                        latency: Some(AimdLatency { tolerance: 1.1 }),
+                        ..narrow_aimd()
+                    })
+                    .unwrap(),
                     steps.clone(),
                     start,
                 )

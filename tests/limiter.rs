@@ -67,6 +67,8 @@ fn aimd_per_sample_grows_when_used_and_backs_off_on_drops() {
     let config = AimdConfig {
         window: WindowConfig::per_sample(),
         slow_start: false,
+        // The drop and utilisation rules alone (the latency rule has its own tests).
+        latency: None,
         ..AimdConfig::default()
     };
     let limiter = Limiter::new(Aimd::new(config).unwrap()).unwrap();
@@ -96,6 +98,8 @@ fn aimd_windowed_updates_once_per_window() {
             percentile: None,
         },
         slow_start: false,
+        // The drop and utilisation rules alone (the latency rule has its own tests).
+        latency: None,
         ..AimdConfig::default()
     };
     let limiter = Limiter::new(Aimd::new(config).unwrap()).unwrap();

@@ -66,6 +66,8 @@ fn run(ops: Vec<Op>) -> bool {
         timeout: std::time::Duration::from_nanos(TIMEOUT),
         window: WindowConfig::per_sample(),
         slow_start: false,
+        // The drop and utilisation rules alone (the latency rule has its own tests).
+        latency: None,
         ..AimdConfig::default()
     };
     let limiter = Limiter::new(Aimd::new(config).unwrap()).unwrap();

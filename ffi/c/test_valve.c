@@ -60,6 +60,7 @@ static void test_presets(void) {
     CHECK(config.aimd.max_limit == 1000 && config.aimd.increase_step == 1);
     CHECK(config.aimd.backoff_ratio == 0.9 && config.aimd.utilisation_threshold == 0.5);
     CHECK(config.aimd.timeout_ns == 5000000000ull);
+    CHECK(config.aimd.latency_tolerance == 1.5);
     CHECK(config.aimd.window.min_duration_ns == 10000000ull);
     CHECK(config.aimd.window.max_duration_ns == 1000000000ull);
     CHECK(config.aimd.window.min_samples == 10);
@@ -68,6 +69,7 @@ static void test_presets(void) {
     config = valve_limiter_config_aimd_netflix();
     CHECK(config.algorithm == VALVE_ALGORITHM_AIMD);
     CHECK(config.aimd.min_limit == 20 && config.aimd.max_limit == 200);
+    CHECK(config.aimd.latency_tolerance == 0.0); /* Netflix learns from drops only */
     CHECK(config.aimd.window.min_duration_ns == 1000000000ull);
     CHECK(config.aimd.window.min_rtt_threshold_ns == 100000ull);
 
@@ -93,8 +95,8 @@ static void test_invalid_configs(void) {
     config.algorithm = 0xffffffffu;
     CHECK_STATUS(valve_limiter_new(&config, &limiter), VALVE_INVALID_ARGUMENT);
 
-    valve_limiter_config bad[8];
-    for (size_t i = 0; i < 8; i++) {
+    valve_limiter_config bad[10];
+    for (size_t i = 0; i < 10; i++) {
         bad[i] = valve_limiter_config_default();
     }
     bad[0].aimd.min_limit = 0;
@@ -105,7 +107,9 @@ static void test_invalid_configs(void) {
     bad[5].aimd.increase_step = 0;
     bad[6].aimd.timeout_ns = 0;
     bad[7].aimd.window.min_samples = 0;
-    for (size_t i = 0; i < 8; i++) {
+    bad[8].aimd.latency_tolerance = 1.0; /* must exceed 1 */
+    bad[9].aimd.latency_tolerance = 0.0 / 0.0;
+    for (size_t i = 0; i < 10; i++) {
         CHECK_STATUS(valve_limiter_new(&bad[i], &limiter), VALVE_INVALID_ARGUMENT);
     }
     config = valve_limiter_config_default();

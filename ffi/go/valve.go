@@ -146,7 +146,10 @@ type AIMDConfig struct {
 	BackoffRatio         float64
 	UtilisationThreshold float64
 	Timeout              time.Duration
-	Window               WindowConfig
+	// LatencyTolerance: back off when the averaged RTT exceeds this multiple of a learnt
+	// no-load RTT, in (1, 100]; 0 learns from drops and Timeout only (Netflix). valve: 1.5.
+	LatencyTolerance float64
+	Window           WindowConfig
 }
 
 // Config configures a Limiter: Algorithm picks which of FixedLimit and AIMD is read. Gradient2,
@@ -215,6 +218,7 @@ func configFromC(c C.valve_limiter_config) Config {
 			BackoffRatio:         float64(c.aimd.backoff_ratio),
 			UtilisationThreshold: float64(c.aimd.utilisation_threshold),
 			Timeout:              durationFromNs(c.aimd.timeout_ns),
+			LatencyTolerance:     float64(c.aimd.latency_tolerance),
 			Window: WindowConfig{
 				MinDuration:     durationFromNs(c.aimd.window.min_duration_ns),
 				MaxDuration:     durationFromNs(c.aimd.window.max_duration_ns),
@@ -259,6 +263,7 @@ func (c *Config) toC() (C.valve_limiter_config, error) {
 	cfg.aimd.backoff_ratio = C.double(a.BackoffRatio)
 	cfg.aimd.utilisation_threshold = C.double(a.UtilisationThreshold)
 	cfg.aimd.timeout_ns = C.uint64_t(a.Timeout)
+	cfg.aimd.latency_tolerance = C.double(a.LatencyTolerance)
 	cfg.aimd.window.min_duration_ns = C.uint64_t(w.MinDuration)
 	cfg.aimd.window.max_duration_ns = C.uint64_t(w.MaxDuration)
 	cfg.aimd.window.min_samples = C.uint32_t(w.MinSamples)

@@ -31,11 +31,13 @@ func snapshot(t testing.TB, l *Limiter) Snapshot {
 func TestPresets(t *testing.T) {
 	d := DefaultConfig()
 	if d.Algorithm != AIMD || d.AIMD.MinLimit != 1 || d.AIMD.MaxLimit != 1000 ||
-		d.AIMD.Timeout != 5*time.Second || d.AIMD.Window.MinDuration != 10*time.Millisecond {
+		d.AIMD.Timeout != 5*time.Second || d.AIMD.Window.MinDuration != 10*time.Millisecond ||
+		d.AIMD.LatencyTolerance != 1.5 {
 		t.Errorf("DefaultConfig = %+v", d)
 	}
 	n := NetflixAIMDConfig()
-	if n.AIMD.MinLimit != 20 || n.AIMD.MaxLimit != 200 || n.AIMD.Window.MinRTTThreshold != 100*time.Microsecond {
+	if n.AIMD.MinLimit != 20 || n.AIMD.MaxLimit != 200 || n.AIMD.Window.MinRTTThreshold != 100*time.Microsecond ||
+		n.AIMD.LatencyTolerance != 0 {
 		t.Errorf("NetflixAIMDConfig = %+v", n)
 	}
 	if f := FixedConfig(7); f.Algorithm != Fixed || f.FixedLimit != 7 {
@@ -55,6 +57,7 @@ func TestInvalidConfigs(t *testing.T) {
 		func(c *Config) { c.AIMD.MinLimit = 0 },
 		func(c *Config) { c.AIMD.BackoffRatio = 1 },
 		func(c *Config) { c.AIMD.Timeout = -time.Second },
+		func(c *Config) { c.AIMD.LatencyTolerance = 1 },
 		func(c *Config) { c.Algorithm, c.FixedLimit = Fixed, 0 },
 	}
 	for i, change := range bad {

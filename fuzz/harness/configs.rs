@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use arbitrary::{Arbitrary, Result, Unstructured};
 use valve::{
-    Aimd, AimdConfig, Fixed, LimitBounds, Limiter, ManualClock, QueueConfig, QueueOrdering,
-    WindowConfig,
+    Aimd, AimdConfig, AimdLatency, Fixed, LimitBounds, Limiter, ManualClock, QueueConfig,
+    QueueOrdering, WindowConfig,
 };
 
 fn duration(u: &mut Unstructured<'_>) -> Result<Duration> {
@@ -58,6 +58,7 @@ fn run_unstructured(u: &mut Unstructured<'_>) -> Result<()> {
         timeout: duration(u)?,
         window: window(u)?,
         slow_start: bool::arbitrary(u)?,
+        latency: Option::<f64>::arbitrary(u)?.map(|tolerance| AimdLatency { tolerance }),
     });
     let queue = queue(u)?;
     if let Ok(fixed) = fixed {

@@ -16,8 +16,8 @@ use crate::ffi::limit::{
 };
 use crate::ffi::{status_boundary, valve_cancel_token, valve_status};
 use crate::limit::{
-    Aimd, AimdConfig, EnvoyGradient, EnvoyGradientConfig, Fixed, Gradient2, Gradient2Config,
-    LimitAlgorithm, Vegas, VegasConfig, WindowConfig,
+    Aimd, AimdConfig, AimdLatency, EnvoyGradient, EnvoyGradientConfig, Fixed, Gradient2,
+    Gradient2Config, LimitAlgorithm, Vegas, VegasConfig, WindowConfig,
 };
 use crate::limiter::{AcquireError, Limiter, LimiterSnapshot, Outcome, Permit, QueueConfig};
 use crate::{ConfigError, duration_to_nanos};
@@ -115,6 +115,10 @@ pub struct valve_aimd_config {
     pub window: valve_window_config,
     /// Exponential growth until the first drop or timeout.
     pub slow_start: bool,
+    /// valve's latency rule: a window whose RTT, averaged over about 200 samples, exceeds this
+    /// multiple of a learnt no-load RTT backs off as a drop does; in `(1, 100]`, or 0 for no
+    /// rule (Netflix). valve: 1.5.
+    pub latency_tolerance: f64,
 }
 
 /// Configuration of a limiter: `algorithm` picks which of the per-algorithm members is read.
@@ -222,6 +226,7 @@ impl valve_aimd_config {
             timeout_ns: duration_to_nanos(config.timeout),
             window: valve_window_config::from_rust(&config.window),
             slow_start: config.slow_start,
+            latency_tolerance: config.latency.map_or(0.0, |latency| latency.tolerance),
         }
     }
 
@@ -236,6 +241,9 @@ impl valve_aimd_config {
             timeout: Duration::from_nanos(self.timeout_ns),
             window: self.window.to_rust(),
             slow_start: self.slow_start,
+            // 0 means none; any other value is validated by the Rust constructor.
+            latency: (self.latency_tolerance != 0.0)
+                .then_some(AimdLatency { tolerance: self.latency_tolerance }),
         }
     }
 }
@@ -358,7 +366,7 @@ pub extern "C" fn valve_limiter_config_vegas_netflix() -> valve_limiter_config {
     })
 }
 
-/// valve's ENVOY_GRADIENT defaults (learned minimum RTT, no pinning, buffer 0.1, backoff 0.9
+/// valve's ENVOY_GRADIENT defaults (learned minimum RTT, no pinning, buffer 0.25, backoff 0.9
 /// on drops, app-limited guard, slow start, p50 over valve windows). Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn valve_limiter_config_envoy_gradient() -> valve_limiter_config {

@@ -16,7 +16,7 @@
 //! Boundaries: the timeout test is strict (`>`), the utilisation test inclusive (`>=`), as in
 //! Netflix (`inflight * 2 >= limit` is the threshold 0.5).
 //!
-//! valve's default ([`Aimd::default`]) also reads latency as congestion ([`AimdLatency`]), as
+//! valve's default ([`AimdConfig::default`]) also reads latency as congestion ([`AimdLatency`]), as
 //! Netflix's counts an RTT above its timeout as a drop, but with a threshold derived from the
 //! service rather than a fixed 5 s: a window whose RTT exceeds `tolerance` times a no-load RTT
 //! backs off as if it dropped. Learning only from drops, the limit ran to its maximum under
@@ -45,9 +45,9 @@ use crate::limit::smoothed::SmoothedRtt;
 use crate::limit::{LimitAlgorithm, LimitBounds, WindowConfig, WindowSample};
 
 /// valve's latency rule for [`Aimd`]: a window whose averaged RTT exceeds `tolerance` times a
-/// learnt no-load RTT backs off as a drop does (see the module documentation). Netflix's
-/// `AIMDLimit` has no such rule ([`Aimd::new`] applies none); [`Aimd::default`] applies
-/// [`AimdLatency::default`]; [`Aimd::with_latency`] applies any.
+/// learnt no-load RTT backs off as a drop does (see the module documentation). Set it in
+/// [`AimdConfig::latency`]: valve's defaults have [`AimdLatency::default`]; Netflix's
+/// `AIMDLimit` has no such rule ([`AimdConfig::netflix`] sets `None`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AimdLatency {
     /// How far the averaged RTT may rise above the no-load RTT before the limit backs off, as
@@ -77,8 +77,7 @@ impl AimdLatency {
     }
 }
 
-/// Configuration of an [`Aimd`] limit. Start from [`AimdConfig::default`] (valve defaults, with
-/// [`AimdLatency::default`] through [`Aimd::with_latency`] as [`Aimd::default`] does) or
+/// Configuration of an [`Aimd`] limit. Start from [`AimdConfig::default`] (valve defaults) or
 /// [`AimdConfig::netflix`] (reference parity) and change fields.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AimdConfig {
@@ -98,6 +97,9 @@ pub struct AimdConfig {
     pub timeout: Duration,
     /// Exponential growth until the first drop or timeout (see `slow_start.rs`).
     pub slow_start: bool,
+    /// valve's latency rule: back off when the averaged RTT exceeds a multiple of a learnt
+    /// no-load RTT; `None` learns only from drops and the timeout (Netflix).
+    pub latency: Option<AimdLatency>,
     /// How samples are aggregated.
     pub window: WindowConfig,
 }
@@ -117,6 +119,7 @@ impl AimdConfig {
             utilisation_threshold: 0.5,
             timeout: Duration::from_secs(5),
             slow_start: false,
+            latency: None,
             window: WindowConfig::netflix(),
         }
     }
@@ -125,14 +128,14 @@ impl AimdConfig {
 impl Default for AimdConfig {
     /// valve defaults: no floor of 20 (min 1), max 1000, windows of twice the min RTT (10 ms to
     /// 1 s) so the limit moves within round trips rather than once a second, slow start;
-    /// otherwise Netflix's values. [`Aimd::default`] adds the latency rule
-    /// ([`AimdLatency::default`]); [`Aimd::new`] with this config has none.
+    /// the latency rule ([`AimdLatency::default`]); otherwise Netflix's values.
     fn default() -> Self {
         Self {
             initial_limit: 20,
             min_limit: 1,
             max_limit: 1000,
             slow_start: true,
+            latency: Some(AimdLatency::default()),
             window: WindowConfig::valve_default(),
             ..Self::netflix()
         }
@@ -213,26 +216,22 @@ impl Aimd {
         if config.timeout.is_zero() {
             return Err(ConfigError::Zero { field: "timeout" });
         }
+        if let Some(latency) = config.latency {
+            latency.validate()?;
+        }
         config.window.validate()?;
         Ok(Self {
             config,
             bounds,
             timeout: duration_to_nanos(config.timeout),
             slow_start: SlowStart::new(config.slow_start),
-            latency: None,
+            latency: config.latency,
             baseline: 0.0,
             short_rtt: SmoothedRtt::new(LATENCY_SAMPLES),
             since_backoff: 0.0,
             flushed: 0.0,
             signals_at_min: 0,
         })
-    }
-
-    /// Validates `config` as [`Aimd::new`] does and `latency` as [`AimdLatency::validate`]
-    /// does; the limit then also backs off on latency.
-    pub fn with_latency(config: AimdConfig, latency: AimdLatency) -> Result<Self, ConfigError> {
-        latency.validate()?;
-        Ok(Self { latency: Some(latency), ..Self::new(config)? })
     }
 
     /// The configuration in force.
@@ -299,8 +298,7 @@ impl Aimd {
 
 impl Default for Aimd {
     fn default() -> Self {
-        Self::with_latency(AimdConfig::default(), AimdLatency::default())
-            .expect("valve's AIMD defaults are valid")
+        Self::new(AimdConfig::default()).expect("valve's AIMD defaults are valid")
     }
 }
 
@@ -395,6 +393,8 @@ mod tests {
             increase_step: 3,
             utilisation_threshold: 0.8,
             slow_start: false,
+            // The drop rules alone; the latency rule has its own tests below.
+            latency: None,
             ..AimdConfig::default()
         };
         let mut aimd = Aimd::new(config).unwrap();
@@ -436,7 +436,9 @@ mod tests {
 
     #[test]
     fn valve_defaults_start_in_slow_start_until_the_first_drop() {
-        let mut aimd = Aimd::new(AimdConfig::default()).unwrap();
+        // Slow start and drops alone; with the latency rule, slow start waits for its baseline
+        // (see the next test).
+        let mut aimd = Aimd::new(AimdConfig { latency: None, ..AimdConfig::default() }).unwrap();
         let steps = [(MS, 20, false), (MS, 40, false), (MS, 80, true), (MS, 72, false)];
         // 20 -> 40 -> 80, the drop ends slow start and backs off (72), then +1 per window.
         assert_eq!(run(&mut aimd, 20, &steps), vec![40, 80, 72, 73]);
@@ -473,7 +475,7 @@ mod tests {
     #[test]
     fn a_slower_service_is_relearnt_at_the_minimum() {
         let config = AimdConfig { min_limit: 5, initial_limit: 5, ..AimdConfig::default() };
-        let mut aimd = Aimd::with_latency(config, AimdLatency::default()).unwrap();
+        let mut aimd = Aimd::new(config).unwrap();
         let window = |rtt| WindowSample { samples: 200, ..WindowSample::single(0, rtt, 5, false) };
         aimd.update(&window(MS), 5);
         aimd.update(&window(10 * MS), 5);
@@ -491,16 +493,19 @@ mod tests {
         let config = AimdConfig::default();
         for tolerance in [1.0, 0.5, 101.0] {
             assert!(matches!(
-                Aimd::with_latency(config, AimdLatency { tolerance }),
+                Aimd::new(AimdConfig { latency: Some(AimdLatency { tolerance }), ..config }),
                 Err(ConfigError::OutOfRange { .. })
             ));
         }
         for tolerance in [f64::NAN, f64::INFINITY] {
             assert!(matches!(
-                Aimd::with_latency(config, AimdLatency { tolerance }),
+                Aimd::new(AimdConfig { latency: Some(AimdLatency { tolerance }), ..config }),
                 Err(ConfigError::NotFinite { .. })
             ));
         }
-        assert!(Aimd::with_latency(config, AimdLatency { tolerance: 100.0 }).is_ok());
+        assert!(
+            Aimd::new(AimdConfig { latency: Some(AimdLatency { tolerance: 100.0 }), ..config })
+                .is_ok()
+        );
     }
 }

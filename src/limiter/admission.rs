@@ -114,6 +114,7 @@ impl Admission {
     /// twice: the second release must not wrap in-flight below 0 and borrow from the limit bits.
     // Only the C ABI calls it, and the ABI is not built under loom.
     #[cfg(not(valve_loom))]
+    #[inline]
     pub(crate) fn release_if_held(&self) -> Option<bool> {
         let mut word = self.word.load(Ordering::Relaxed);
         loop {

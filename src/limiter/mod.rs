@@ -246,6 +246,7 @@ impl<A: LimitAlgorithm, C: Clock> Limiter<A, C> {
     /// release twice; Rust permits are consumed by value and keep the `fetch_sub` fast path.
     // Only the C ABI calls it, and the ABI is not built under loom.
     #[cfg(not(valve_loom))]
+    #[inline]
     pub(crate) fn try_release_at(
         &self,
         start: Nanos,

@@ -21,6 +21,7 @@ def test_presets_come_from_the_library():
     assert default.window.min_duration == 0.01
     netflix = valve.AimdConfig.netflix()
     assert (netflix.min_limit, netflix.max_limit) == (20, 200)
+    assert (default.latency_tolerance, netflix.latency_tolerance) == (1.5, 0.0)
     assert netflix.window.min_rtt_threshold == 0.0001
     for config in (None, default, netflix, valve.FixedConfig(3)):
         with valve.Limiter(config) as limiter:
@@ -36,6 +37,7 @@ def test_presets_come_from_the_library():
         dataclasses.replace(valve.AimdConfig.default(), backoff_ratio=float("nan")),
         dataclasses.replace(valve.AimdConfig.default(), timeout=-1.0),
         dataclasses.replace(valve.AimdConfig.default(), initial_limit=5000),
+        dataclasses.replace(valve.AimdConfig.default(), latency_tolerance=1.0),
     ],
 )
 def test_invalid_configs_raise(config):

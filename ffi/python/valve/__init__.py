@@ -152,6 +152,9 @@ class AimdConfig:
     utilisation_threshold: float
     timeout: float
     window: WindowConfig
+    #: Back off when the averaged RTT exceeds this multiple of a learnt no-load RTT, in
+    #: (1, 100]; 0 learns from drops and ``timeout`` only (Netflix). valve: 1.5.
+    latency_tolerance: float
 
     @classmethod
     def default(cls) -> "AimdConfig":
@@ -174,6 +177,7 @@ class AimdConfig:
             backoff_ratio=c.backoff_ratio,
             utilisation_threshold=c.utilisation_threshold,
             timeout=c.timeout_ns / _NS,
+            latency_tolerance=c.latency_tolerance,
             window=WindowConfig(
                 min_duration=w.min_duration_ns / _NS,
                 max_duration=w.max_duration_ns / _NS,
@@ -188,6 +192,7 @@ class AimdConfig:
         c.backoff_ratio = self.backoff_ratio
         c.utilisation_threshold = self.utilisation_threshold
         c.timeout_ns = _ns(self.timeout, "timeout")
+        c.latency_tolerance = self.latency_tolerance
         w = self.window
         c.window.min_duration_ns = _ns(w.min_duration, "window.min_duration")
         c.window.max_duration_ns = _ns(w.max_duration, "window.max_duration")
