@@ -3,7 +3,9 @@
 //! Run: `cargo bench --bench acquire`. At the end the harness prints each valve figure as a
 //! ratio to its baseline, from criterion's own estimates.
 //!
-//! - `uncontended/*`: one thread, acquire then release with a success sample.
+//! - `uncontended/*`: one thread, acquire then release with a success sample; every algorithm's
+//!   valve defaults (and Envoy's preset, whose windows fill a histogram), each against the bare
+//!   pair: the window update is amortised and runs off the admission path.
 //! - `contended_2t/*`: two threads on one limiter (or one baseline), both started before timing
 //!   and released together by a barrier; the figure is wall time per operation pair per thread.
 //!   `VALVE_BENCH_THREADS=2,4,8` runs `contended_<n>t` for each count instead. A count above the
@@ -21,7 +23,10 @@ use std::time::{Duration, Instant};
 use congestion_limiter::limiter::{DefaultLimiter, Limiter as _, Outcome as ClOutcome};
 use congestion_limiter::limits::Aimd as ClAimd;
 use criterion::Criterion;
-use valve::{Aimd, AimdConfig, Fixed, LimitAlgorithm, Limiter, WindowConfig, WindowSample};
+use valve::{
+    Aimd, AimdConfig, EnvoyGradient, EnvoyGradientConfig, Fixed, Gradient2, LimitAlgorithm,
+    Limiter, Vegas, WindowConfig, WindowSample,
+};
 
 const LIMIT: u32 = 1000;
 
@@ -198,6 +203,22 @@ fn uncontended(c: &mut Criterion) {
     g.bench_function("valve_aimd_clock", |b| {
         b.iter(|| black_box(&aimd_clock).try_acquire().map(|p| p.success()))
     });
+    let latency_limits: [(&str, Box<dyn LimitAlgorithm>); 4] = [
+        ("valve_gradient2_at", Box::new(Gradient2::default())),
+        ("valve_vegas_at", Box::new(Vegas::default())),
+        ("valve_envoy_gradient_at", Box::new(EnvoyGradient::default())),
+        ("envoy_preset_at", Box::new(EnvoyGradient::new(EnvoyGradientConfig::envoy()).unwrap())),
+    ];
+    for (name, algorithm) in latency_limits {
+        let limiter = Limiter::new(algorithm).unwrap();
+        g.bench_function(name, |b| {
+            let mut now = 0u64;
+            b.iter(|| {
+                now += 100;
+                black_box(&limiter).try_acquire_at(now).map(|p| p.success_at(now + 50))
+            })
+        });
+    }
     let clock = valve::MonotonicClock::new();
     g.bench_function("two_clock_reads", |b| {
         b.iter(|| {
@@ -280,6 +301,15 @@ fn report_ratios(thread_counts: &[usize]) {
         ("uncontended", "valve_fixed_at", "bare_cas_pair", "target <= 1.5"),
         ("uncontended", "valve_aimd_at", "bare_cas_pair", "target <= 1.5"),
         ("uncontended", "valve_aimd_per_sample_at", "bare_cas_pair", "every sample updates"),
+        ("uncontended", "valve_gradient2_at", "bare_cas_pair", "target <= 1.5"),
+        ("uncontended", "valve_vegas_at", "bare_cas_pair", "target <= 1.5"),
+        (
+            "uncontended",
+            "valve_envoy_gradient_at",
+            "bare_cas_pair",
+            "target <= 1.5 (p50 histogram)",
+        ),
+        ("uncontended", "envoy_preset_at", "bare_cas_pair", "target <= 1.5 (p50 histogram)"),
         ("uncontended", "valve_aimd_clock", "valve_aimd_at", "adds two clock reads"),
         ("uncontended", "valve_aimd_at", "tokio_semaphore", "for reference"),
         ("uncontended", "valve_aimd_at", "mutex_aimd", "lower is better"),

@@ -1,8 +1,10 @@
 //! A lock-free, fixed-bucket, log-linear latency histogram for percentile windows.
 //!
 //! A sampler records a value with one `fetch_add` on its bucket; nothing allocates after
-//! construction. The window's elected updater drains it (swaps every bucket to zero) and reads
-//! a percentile from the drained counts.
+//! construction. A user drains it (swaps every bucket to zero) and reads a percentile from the
+//! drained counts. A limiter's percentile window keeps one histogram per thread shard instead,
+//! written with plain stores by its owner and never drained: its updater takes each bucket's
+//! growth since the previous close.
 //!
 //! # Buckets and error bound
 //!
@@ -99,12 +101,38 @@ impl LatencyHistogram {
     /// Counts one value. One `fetch_add`; never allocates or panics.
     #[inline]
     pub fn record(&self, value: Nanos) {
+        self.add(value, false);
+    }
+
+    /// Counts one value; `exclusive`: the caller is this histogram's only writer, so a plain
+    /// load and store do (a window's per-thread histograms, see `shards.rs`).
+    #[inline]
+    pub(crate) fn add(&self, value: Nanos, exclusive: bool) {
         let last = self.buckets.len() - 1;
         let index = index_of(value.min(MAX_TRACKED - 1)).min(last);
         if let Some(bucket) = self.buckets.get(index) {
-            // A bucket wraps only after 2^32 values in one window; the window is forced
-            // closed long before (2^23 samples).
-            bucket.fetch_add(1, Ordering::Relaxed);
+            // A bucket wraps only after 2^32 values; readers take differences modulo 2^32
+            // over windows that are forced closed long before (2^23 samples).
+            if exclusive {
+                bucket.store(bucket.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+            } else {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Buckets in this histogram.
+    pub(crate) fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Adds to `window` what each bucket gained since `taken`, and moves `taken` up to the
+    /// buckets' counts now: for histograms that only grow, read by one thread at a time.
+    pub(crate) fn take_since(&self, taken: &mut [u32], window: &mut [u32]) {
+        for ((bucket, taken), window) in self.buckets.iter().zip(taken).zip(window) {
+            let now = bucket.load(Ordering::Relaxed);
+            *window = window.wrapping_add(now.wrapping_sub(*taken));
+            *taken = now;
         }
     }
 
@@ -113,24 +141,29 @@ impl LatencyHistogram {
     /// `PercentileSampleWindow` rank.
     pub fn drain_percentile(&self, p: f64) -> Drained {
         let mut counts = [0u32; BUCKETS];
-        let mut samples = 0u64;
         for (count, bucket) in counts.iter_mut().zip(self.buckets.iter()) {
             *count = bucket.swap(0, Ordering::Relaxed);
-            samples += u64::from(*count);
         }
-        if samples == 0 {
-            return Drained { samples, percentile: 0 };
-        }
-        let rank = ((samples as f64 * p).round() as u64).clamp(1, samples);
-        let mut seen = 0u64;
-        for (index, &count) in counts.iter().enumerate() {
-            seen += u64::from(count);
-            if seen >= rank {
-                return Drained { samples, percentile: midpoint_of(index) };
-            }
-        }
-        Drained { samples, percentile: midpoint_of(self.buckets.len() - 1) }
+        percentile_of(&counts[..self.buckets.len()], p)
     }
+}
+
+/// The `p`-th percentile of values counted per bucket (`counts[i]` in bucket `i`), by
+/// [`LatencyHistogram::drain_percentile`]'s rank.
+pub(crate) fn percentile_of(counts: &[u32], p: f64) -> Drained {
+    let samples: u64 = counts.iter().map(|&count| u64::from(count)).sum();
+    if samples == 0 {
+        return Drained { samples, percentile: 0 };
+    }
+    let rank = ((samples as f64 * p).round() as u64).clamp(1, samples);
+    let mut seen = 0u64;
+    for (index, &count) in counts.iter().enumerate() {
+        seen += u64::from(count);
+        if seen >= rank {
+            return Drained { samples, percentile: midpoint_of(index) };
+        }
+    }
+    Drained { samples, percentile: midpoint_of(counts.len().saturating_sub(1)) }
 }
 
 impl Default for LatencyHistogram {

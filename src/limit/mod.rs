@@ -158,9 +158,11 @@ pub struct WindowConfig {
     /// Samples with an RTT below this are not sampled (they still count as successes or drops).
     /// Netflix uses 100 us to ignore calls that never reached the service.
     pub min_rtt_threshold: Duration,
-    /// If set (in `(0, 1]`), the window also fills a [`LatencyHistogram`] and reports this
-    /// percentile of its RTTs as [`WindowSample::percentile_rtt`]. Costs one `fetch_add` per
-    /// sample; without it the sample path does not touch a histogram. The rank is Netflix's
+    /// If set (in `(0, 1]`), the window also fills [`LatencyHistogram`]s and reports this
+    /// percentile of its RTTs as [`WindowSample::percentile_rtt`]. One histogram per thread
+    /// shard (2.3 KiB each, plus as much for the updater's marks; a limiter has twice the
+    /// hardware threads plus one shards, at most 65), so a sample adds one plain store to its
+    /// own thread's bucket; without it the sample path does not touch a histogram. The rank is Netflix's
     /// `round(n * p)`; unlike Netflix's `PercentileSampleWindow`, whose fixed array ignores
     /// the samples (RTT, in-flight, drop) that arrive once it is full, every sample counts.
     pub percentile: Option<f64>,

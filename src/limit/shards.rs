@@ -39,7 +39,10 @@ pub(crate) struct Shard {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Local<'a> {
     pub(crate) shard: &'a Shard,
-    exclusive: bool,
+    /// The shard's index, for state kept beside the shards (a window's histograms).
+    pub(crate) index: usize,
+    /// Whether this thread is the shard's only writer.
+    pub(crate) exclusive: bool,
 }
 
 impl Local<'_> {
@@ -81,9 +84,9 @@ impl Shards {
     pub(crate) fn local(&self) -> Local<'_> {
         match thread_slot::current() {
             Some(slot) if slot + 1 < self.shards.len() => {
-                Local { shard: &self.shards[slot + 1], exclusive: true }
+                Local { shard: &self.shards[slot + 1], index: slot + 1, exclusive: true }
             }
-            _ => Local { shard: &self.shards[0], exclusive: false },
+            _ => Local { shard: &self.shards[0], index: 0, exclusive: false },
         }
     }
 
@@ -132,7 +135,7 @@ mod tests {
         let local = shards.local();
         assert!(local.exclusive, "the test thread has a slot below the shard count");
         assert_eq!(local.add(&local.shard.sampled, 3, Ordering::Relaxed), 0);
-        let shared = Local { shard: &shards.shards[0], exclusive: false };
+        let shared = Local { shard: &shards.shards[0], index: 0, exclusive: false };
         shared.add(&shared.shard.sampled, 4, Ordering::Relaxed);
         assert_eq!(shards.sum(|s| &s.sampled), 7);
     }

@@ -3,7 +3,8 @@
 //! Sampling must never delay admission or release. A completed call adds its sample to its
 //! thread's [shard](super::shards) with plain stores (a `fetch_add` only on the shared shard of
 //! threads beyond the shard count), plus a few loads of read-mostly words, and rarely a
-//! `fetch_max`/`fetch_min` for the window's largest in-flight and smallest RTT. When a window is
+//! `fetch_max`/`fetch_min` for the window's largest in-flight and smallest RTT (and, for a
+//! percentile window, one bucket of its shard's histogram). When a window is
 //! due, the sampling thread that wins the updater election ([`UpdaterCell`], one CAS, losers
 //! carry on at once) takes every shard's samples since the previous close and hands the
 //! aggregate to the algorithm. No sample is lost or counted twice: shards only grow, and each
@@ -13,7 +14,7 @@
 use crossbeam_utils::CachePadded;
 
 use crate::clock::{Nanos, duration_to_nanos};
-use crate::limit::histogram::LatencyHistogram;
+use crate::limit::histogram::{LatencyHistogram, percentile_of};
 use crate::limit::shards::Shards;
 use crate::limit::{LimitAlgorithm, WindowConfig, WindowSample};
 use crate::sync::{AtomicU32, AtomicU64, Ordering, UpdaterCell};
@@ -74,6 +75,18 @@ struct Updater<A> {
     drops_seen: u64,
     /// Each shard's `window` as this close read it, kept until the close is certain.
     reading: Box<[u64]>,
+    /// For percentile windows: each shard histogram's buckets as the previous close took them
+    /// (shard after shard), and the closing window's counts.
+    histogram_taken: Box<[u32]>,
+    histogram_window: Box<[u32]>,
+}
+
+/// A percentile window's histograms: one per shard (same index), each only growing, written
+/// as the shard is (plain stores by an owner, `fetch_add` on the shared one).
+#[derive(Debug)]
+struct Percentiles {
+    per_shard: Box<[LatencyHistogram]>,
+    percentile: f64,
 }
 
 /// Running totals, for [`crate::LimiterSnapshot`].
@@ -110,8 +123,8 @@ pub(crate) struct Window<A> {
     shards: Shards,
     open: CachePadded<OpenWindow>,
     extremes: CachePadded<Extremes>,
-    /// Filled only when the config asks for a percentile, with that percentile.
-    histogram: Option<(LatencyHistogram, f64)>,
+    /// Filled only when the config asks for a percentile.
+    percentiles: Option<Percentiles>,
     updater: CachePadded<UpdaterCell<Updater<A>>>,
 }
 
@@ -119,6 +132,13 @@ impl<A: LimitAlgorithm> Window<A> {
     pub(crate) fn new(algorithm: A, config: WindowConfig) -> Self {
         let shards = Shards::new();
         let reading = vec![0; shards.len()].into_boxed_slice();
+        let percentiles = config.percentile.map(|percentile| Percentiles {
+            per_shard: (0..shards.len()).map(|_| LatencyHistogram::new()).collect(),
+            percentile,
+        });
+        let buckets = percentiles.as_ref().map_or(0, |p| p.per_shard[0].len());
+        let histogram_taken = vec![0; buckets * shards.len()].into_boxed_slice();
+        let histogram_window = vec![0; buckets].into_boxed_slice();
         Self {
             shards,
             open: CachePadded::new(OpenWindow {
@@ -136,11 +156,13 @@ impl<A: LimitAlgorithm> Window<A> {
                 last_rtt: AtomicU64::new(0),
                 last_min_rtt: AtomicU64::new(0),
             }),
-            histogram: config.percentile.map(|p| (LatencyHistogram::new(), p)),
+            percentiles,
             updater: CachePadded::new(UpdaterCell::new(Updater {
                 algorithm,
                 drops_seen: 0,
                 reading,
+                histogram_taken,
+                histogram_window,
             })),
         }
     }
@@ -168,8 +190,8 @@ impl<A: LimitAlgorithm> Window<A> {
             local.add(&local.shard.unsampled, 1, Ordering::Relaxed);
             return;
         }
-        if let Some((histogram, _)) = &self.histogram {
-            histogram.record(rtt);
+        if let Some(percentiles) = &self.percentiles {
+            percentiles.per_shard[local.index].add(rtt, local.exclusive);
         }
         let extremes = &*self.extremes;
         // Extremes first, so the window this sample closes already includes them. A load before
@@ -257,11 +279,19 @@ impl<A: LimitAlgorithm> Window<A> {
         // A single sample keeps its exact nanoseconds rather than the microsecond sum.
         let rtt = if samples == 1 { min_rtt } else { mean_rtt };
         // A histogram whose values all raced into the next window reports the mean instead.
-        let percentile_rtt = match &self.histogram {
-            Some((histogram, p)) => match histogram.drain_percentile(*p) {
-                drained if drained.samples > 0 => drained.percentile,
-                _ => rtt,
-            },
+        let percentile_rtt = match &self.percentiles {
+            Some(percentiles) => {
+                let window = &mut updater.histogram_window;
+                window.fill(0);
+                let taken = updater.histogram_taken.chunks_mut(window.len());
+                for (histogram, taken) in percentiles.per_shard[..shards.len()].iter().zip(taken) {
+                    histogram.take_since(taken, window);
+                }
+                match percentile_of(window, percentiles.percentile) {
+                    drained if drained.samples > 0 => drained.percentile,
+                    _ => rtt,
+                }
+            }
             None => rtt,
         };
         let sample = WindowSample {
@@ -454,6 +484,30 @@ mod tests {
             record(&w, i * ms, 1, false, 0);
         }
         assert_eq!(windows(&w)[0].percentile_rtt, 5_500_000);
+    }
+
+    #[test]
+    fn percentile_windows_merge_every_threads_histogram_once() {
+        let config =
+            WindowConfig { percentile: Some(0.9), min_samples: 10, ..WindowConfig::per_sample() };
+        let w = Window::new(Recorder::default(), config);
+        let ms = 1_000_000;
+        // Another thread's five slower calls, then this thread's five faster ones close it.
+        std::thread::scope(|scope| {
+            scope.spawn(|| (6..=10).for_each(|i| record(&w, i * ms, 1, false, 0)));
+        });
+        (1..=5).for_each(|i| record(&w, i * ms, 1, false, 0));
+        let seen = windows(&w);
+        assert_eq!((seen.len(), seen[0].samples), (1, 10));
+        // Rank round(10 * 0.9) = 9 of both threads' values: 9 ms within 1/32.
+        assert!(seen[0].percentile_rtt.abs_diff(9 * ms) * 32 <= 9 * ms, "{:?}", seen[0]);
+        // The next window holds only what came after (nine 1 ms calls, one of 100 ms), none of
+        // the first window's: its p90 is 1 ms.
+        (0..9).for_each(|_| record(&w, ms, 1, false, 1));
+        record(&w, 100 * ms, 1, false, 1);
+        let seen = windows(&w);
+        assert_eq!(seen.len(), 2);
+        assert!(seen[1].percentile_rtt.abs_diff(ms) * 32 <= ms, "{:?}", seen[1]);
     }
 
     #[test]
