@@ -2346,8 +2346,7 @@ valve_status valve_limiter_acquire_timeout(const struct valve_limiter *limiter,
  waiter keeps its place in the queue while it waits (the thread sleeps until a slot is
  granted, the deadline, or the cancel); a slot granted as the cancel lands goes to the next
  waiter. Answers as `valve_limiter_acquire_until` otherwise, or `VALVE_NULL_POINTER` for a
- NULL `token`, except that a wait whose deadline passes is not counted in the snapshot's
- `timed_out` (it is the async wait's path, which does not count them). Thread-safe; any number
+ NULL `token`. Thread-safe; any number
  of waits may share a token. Unlike the other waits it allocates a few words per call (the
  waker through which a freed slot wakes the thread).
 

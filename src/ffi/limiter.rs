@@ -627,8 +627,7 @@ pub unsafe extern "C" fn valve_limiter_acquire_timeout(
 /// waiter keeps its place in the queue while it waits (the thread sleeps until a slot is
 /// granted, the deadline, or the cancel); a slot granted as the cancel lands goes to the next
 /// waiter. Answers as `valve_limiter_acquire_until` otherwise, or `VALVE_NULL_POINTER` for a
-/// NULL `token`, except that a wait whose deadline passes is not counted in the snapshot's
-/// `timed_out` (it is the async wait's path, which does not count them). Thread-safe; any number
+/// NULL `token`. Thread-safe; any number
 /// of waits may share a token. Unlike the other waits it allocates a few words per call (the
 /// waker through which a freed slot wakes the thread).
 ///
@@ -1139,6 +1138,7 @@ mod tests {
                 valve_status::VALVE_TIMEOUT
             );
             assert!(valve_limiter_now(handle) >= deadline, "not before its deadline");
+            assert_eq!(snapshot(handle).timed_out, 1, "counted as the blocking waits count");
 
             let shared = Shared(handle, token);
             let cancelled_at = std::thread::scope(|scope| {

@@ -64,7 +64,7 @@ impl<'a, A: LimitAlgorithm, C: Clock> Future for Acquire<'a, A, C> {
             }
             Checked::TimedOut => {
                 self.queued = None;
-                Poll::Ready(Err(AcquireError::TimedOut))
+                Poll::Ready(Err(limiter.time_out()))
             }
         }
     }
