@@ -85,3 +85,49 @@ fn min_rtt_epoch_discards_older_calls_and_balances_counts() {
         assert_eq!(snapshot.success, 3);
     });
 }
+
+/// Hands each window's sample count and percentile to a shared list.
+struct Percentiles {
+    windows: Arc<loom::sync::Mutex<Vec<(u32, u64)>>>,
+}
+
+impl LimitAlgorithm for Percentiles {
+    fn initial_limit(&self) -> u32 {
+        4
+    }
+    fn bounds(&self) -> LimitBounds {
+        LimitBounds::new(1, 4).unwrap()
+    }
+    fn window(&self) -> WindowConfig {
+        WindowConfig { percentile: Some(1.0), ..WindowConfig::per_sample() }
+    }
+    fn update(&mut self, sample: &WindowSample, limit: u32) -> u32 {
+        self.windows.lock().unwrap().push((sample.samples, sample.percentile_rtt));
+        limit
+    }
+}
+
+/// A percentile window's per-thread histograms (one thread owns its shard, the other shares
+/// one, as loom gives limiters one owned shard): every sample lands in one window and every
+/// histogram value is taken by one close. A value whose bucket a close reads before its count
+/// (the sampler records the bucket first) is reported by that close; the next window, whose
+/// histogram then holds nothing, reports its mean instead, as the window documents.
+#[test]
+fn sharded_histograms_hand_each_value_to_one_window() {
+    loom::model(|| {
+        let windows = Arc::new(loom::sync::Mutex::new(Vec::new()));
+        let limiter = Arc::new(Limiter::new(Percentiles { windows: windows.clone() }).unwrap());
+        let other = {
+            let limiter = Arc::clone(&limiter);
+            thread::spawn(move || limiter.try_acquire_at(0).unwrap().success_at(9))
+        };
+        limiter.try_acquire_at(0).unwrap().success_at(3);
+        other.join().unwrap();
+        // A last sample closes whatever a losing sampler left open.
+        limiter.try_acquire_at(20).unwrap().success_at(21);
+        let windows = windows.lock().unwrap();
+        assert_eq!(windows.iter().map(|w| w.0).sum::<u32>(), 3, "{windows:?}");
+        // The 9 ns value is taken by exactly one close, whose p100 it then is: never lost.
+        assert!(windows.iter().any(|&(_, p)| p == 9), "{windows:?}");
+    });
+}
