@@ -1234,8 +1234,8 @@ typedef struct valve_vegas_config {
   double backoff_ratio;
   /*
    A window whose largest in-flight stays below this fraction of the limit does not raise
-   it, in `[0, 1]` (Netflix 0.5; valve 0.8 keeps an under-loaded service's limit within
-   1.25x of its peak in-flight).
+   it, in `[0, 1]` (Netflix 0.5; valve 0.7 keeps an under-loaded service's limit within
+   1.43x of its peak in-flight).
    */
   double utilisation_threshold;
   /*
@@ -2166,7 +2166,7 @@ void valve_cancel_token_free(struct valve_cancel_token *token);
 valve_status valve_cancel_token_cancel(const struct valve_cancel_token *token);
 
 /*
- valve's AIMD defaults: initial 20, limits `[1, 1000]`, backoff 0.9, step 1, utilisation 0.5,
+ valve's AIMD defaults: initial 20, limits `[1, 1000]`, backoff 0.9, step 1, utilisation 0.8,
  timeout 5 s, windows of twice the min RTT between 10 ms and 1 s with at least 10 samples.
  `fixed.limit` is 20, so switching `algorithm` to FIXED also gives a valid config.
  Thread-safe.

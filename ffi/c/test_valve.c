@@ -157,10 +157,11 @@ static void test_algorithm_presets(void) {
     CHECK(presets[5].envoy_gradient.min_rtt == VALVE_MIN_RTT_MEASURE);
     CHECK(presets[5].envoy_gradient.min_rtt_interval_ns == 60000000000ull);
     CHECK(presets[4].envoy_gradient.min_rtt == VALVE_MIN_RTT_BASELINE);
-    /* valve's defaults grow only while in-flight reaches 0.8 of the limit; Netflix's, half. */
+    /* valve's defaults grow only while in-flight reaches 0.8 of the limit (Vegas 0.7);
+     * Netflix's, half. */
     CHECK(presets[0].gradient2.utilisation_threshold == 0.8);
     CHECK(presets[1].gradient2.utilisation_threshold == 0.5);
-    CHECK(presets[2].vegas.utilisation_threshold == 0.8);
+    CHECK(presets[2].vegas.utilisation_threshold == 0.7);
     CHECK(presets[3].vegas.utilisation_threshold == 0.5);
     CHECK(presets[4].envoy_gradient.app_limited);
     CHECK(presets[4].envoy_gradient.utilisation_threshold == 0.8);

@@ -151,8 +151,8 @@ pub struct valve_vegas_config {
     /// Factor applied on a window with a drop, in `[0.5, 1)`; 0 applies `decrease`.
     pub backoff_ratio: f64,
     /// A window whose largest in-flight stays below this fraction of the limit does not raise
-    /// it, in `[0, 1]` (Netflix 0.5; valve 0.8 keeps an under-loaded service's limit within
-    /// 1.25x of its peak in-flight).
+    /// it, in `[0, 1]` (Netflix 0.5; valve 0.7 keeps an under-loaded service's limit within
+    /// 1.43x of its peak in-flight).
     pub utilisation_threshold: f64,
     /// Windows at `min_limit` after which the no-load RTT restarts (0: never).
     pub rebaseline_after: u32,
