@@ -250,8 +250,8 @@ fn underloaded_service_then_capacity_drop() {
 /// seen, so a sudden capacity drop meets protection. Netflix's app-limited rule (grow while
 /// in-flight reaches half the limit) let valve's defaults climb to about twice the peak
 /// in-flight after a spike (the overload simulator's scenario 4: 134-148 for a peak near 70);
-/// growing only while it reaches 0.8 of the limit holds them within 1.5x the peak (about 1.25x
-/// the true peak, which 50 ms ticks undersample), at no cost in goodput.
+/// growing only while it reaches 0.8 of the limit (Vegas: 0.7) holds them within 1.5x the
+/// peak sampled every 50 ms (which undersamples the true peak), at no cost in goodput.
 #[test]
 fn valve_defaults_hold_the_limit_near_peak_in_flight_when_underloaded() {
     const C: u32 = 50;
