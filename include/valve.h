@@ -1169,6 +1169,12 @@ typedef struct valve_gradient2_config {
    */
   double backoff_ratio;
   /*
+   A window whose largest in-flight stays below this fraction of the limit does not raise
+   it, in `[0, 1]` (Netflix 0.5; valve 0.8 keeps an under-loaded service's limit within
+   1.25x of its peak in-flight).
+   */
+  double utilisation_threshold;
+  /*
    Exponential growth until the first signal.
    */
   bool slow_start;
@@ -1226,6 +1232,12 @@ typedef struct valve_vegas_config {
    Factor applied on a window with a drop, in `[0.5, 1)`; 0 applies `decrease`.
    */
   double backoff_ratio;
+  /*
+   A window whose largest in-flight stays below this fraction of the limit does not raise
+   it, in `[0, 1]` (Netflix 0.5; valve 0.7 keeps an under-loaded service's limit within
+   1.43x of its peak in-flight).
+   */
+  double utilisation_threshold;
   /*
    Windows at `min_limit` after which the no-load RTT restarts (0: never).
    */
@@ -1322,9 +1334,16 @@ typedef struct valve_envoy_gradient_config {
    */
   double backoff_ratio;
   /*
-   Whether a window whose in-flight stayed below half the limit may not raise it.
+   Whether a window whose in-flight stayed below `utilisation_threshold` of the limit may
+   not raise it (Envoy: false).
    */
   bool app_limited;
+  /*
+   With `app_limited`, the fraction of the limit a window's largest in-flight must reach
+   for the limit to rise, in `[0, 1]` (valve 0.8; the Envoy preset carries Netflix's 0.5,
+   unused).
+   */
+  double utilisation_threshold;
   /*
    Exponential growth until the first signal.
    */
@@ -2147,7 +2166,7 @@ void valve_cancel_token_free(struct valve_cancel_token *token);
 valve_status valve_cancel_token_cancel(const struct valve_cancel_token *token);
 
 /*
- valve's AIMD defaults: initial 20, limits `[1, 1000]`, backoff 0.9, step 1, utilisation 0.5,
+ valve's AIMD defaults: initial 20, limits `[1, 1000]`, backoff 0.9, step 1, utilisation 0.8,
  timeout 5 s, windows of twice the min RTT between 10 ms and 1 s with at least 10 samples.
  `fixed.limit` is 20, so switching `algorithm` to FIXED also gives a valid config.
  Thread-safe.

@@ -73,15 +73,15 @@ fn aimd_per_sample_grows_when_used_and_backs_off_on_drops() {
     };
     let limiter = Limiter::new(Aimd::new(config).unwrap()).unwrap();
     assert_eq!(limiter.limit(), 20);
-    // Ten calls in flight at once: each sees in-flight >= 20 * 0.5 when the tenth is admitted.
-    let permits: Vec<_> = (0..10).map(|_| limiter.try_acquire_at(0).unwrap()).collect();
+    // Sixteen calls in flight at once: the sixteenth is admitted with in-flight 20 * 0.8.
+    let permits: Vec<_> = (0..16).map(|_| limiter.try_acquire_at(0).unwrap()).collect();
     let mut t = 0;
     for p in permits {
         t += MS;
         p.success_at(t);
     }
-    // Only permits admitted with in-flight >= limit/2 grow the limit: the 10th (10 >= 10) gives
-    // 21; after that 10 < 10.5.
+    // Only permits admitted with in-flight >= 0.8 x limit grow the limit: the 16th (16 >= 16)
+    // gives 21; after that 16 < 16.8.
     assert_eq!(limiter.limit(), 21);
     limiter.try_acquire_at(t).unwrap().dropped_at(t + MS);
     assert_eq!(limiter.limit(), 18); // trunc(21 * 0.9)
@@ -104,11 +104,11 @@ fn aimd_windowed_updates_once_per_window() {
     };
     let limiter = Limiter::new(Aimd::new(config).unwrap()).unwrap();
     let mut now = 0;
-    // 15 in flight at a time keeps 15 >= 20 / 2. The first window closes at its fifth sample
+    // 20 in flight at a time keeps 20 >= 0.8 x 24. The first window closes at its fifth sample
     // (the window schedule starts at 0), every later one at the first sample 100 ms after the
     // previous close; each sees the newest permits first, so each grows the limit by one.
     for window in 0..5u32 {
-        let permits: Vec<_> = (0..15).map(|_| limiter.try_acquire_at(now).unwrap()).collect();
+        let permits: Vec<_> = (0..20).map(|_| limiter.try_acquire_at(now).unwrap()).collect();
         now += 100 * MS;
         for p in permits.into_iter().rev() {
             p.success_at(now);
@@ -116,7 +116,7 @@ fn aimd_windowed_updates_once_per_window() {
         assert_eq!(limiter.limit(), 21 + window, "window {window}");
     }
     let s = limiter.snapshot();
-    assert_eq!(s.success, 75);
+    assert_eq!(s.success, 100);
     assert_eq!(s.sample_rtt_ns, 100 * MS);
 }
 

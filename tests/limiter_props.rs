@@ -65,6 +65,8 @@ fn run(ops: Vec<Op>) -> bool {
         max_limit: MAX,
         timeout: std::time::Duration::from_nanos(TIMEOUT),
         window: WindowConfig::per_sample(),
+        // Netflix's utilisation rule, as the model (valve's default grows at 0.8 of the limit).
+        utilisation_threshold: 0.5,
         slow_start: false,
         // The drop and utilisation rules alone (the latency rule has its own tests).
         latency: None,

@@ -58,7 +58,7 @@ static void test_presets(void) {
     CHECK(config.algorithm == VALVE_ALGORITHM_AIMD);
     CHECK(config.aimd.initial_limit == 20 && config.aimd.min_limit == 1);
     CHECK(config.aimd.max_limit == 1000 && config.aimd.increase_step == 1);
-    CHECK(config.aimd.backoff_ratio == 0.9 && config.aimd.utilisation_threshold == 0.5);
+    CHECK(config.aimd.backoff_ratio == 0.9 && config.aimd.utilisation_threshold == 0.8);
     CHECK(config.aimd.timeout_ns == 5000000000ull);
     CHECK(config.aimd.latency_tolerance == 1.5);
     CHECK(config.aimd.window.min_duration_ns == 10000000ull);
@@ -157,11 +157,20 @@ static void test_algorithm_presets(void) {
     CHECK(presets[5].envoy_gradient.min_rtt == VALVE_MIN_RTT_MEASURE);
     CHECK(presets[5].envoy_gradient.min_rtt_interval_ns == 60000000000ull);
     CHECK(presets[4].envoy_gradient.min_rtt == VALVE_MIN_RTT_BASELINE);
+    /* valve's defaults grow only while in-flight reaches 0.8 of the limit (Vegas 0.7);
+     * Netflix's, half. */
+    CHECK(presets[0].gradient2.utilisation_threshold == 0.8);
+    CHECK(presets[1].gradient2.utilisation_threshold == 0.5);
+    CHECK(presets[2].vegas.utilisation_threshold == 0.7);
+    CHECK(presets[3].vegas.utilisation_threshold == 0.5);
+    CHECK(presets[4].envoy_gradient.app_limited);
+    CHECK(presets[4].envoy_gradient.utilisation_threshold == 0.8);
+    CHECK(!presets[5].envoy_gradient.app_limited);
 
     /* Unknown kinds and invalid members are refused, like the Rust constructors. */
     valve_limiter *limiter = (valve_limiter *)&limiter;
-    valve_limiter_config bad[9];
-    for (size_t i = 0; i < 9; i++) {
+    valve_limiter_config bad[12];
+    for (size_t i = 0; i < 12; i++) {
         bad[i] = presets[i % 6];
     }
     bad[0].gradient2.queue_size_kind = 2;
@@ -173,7 +182,12 @@ static void test_algorithm_presets(void) {
     bad[6].queue.ordering = 3;
     bad[7].queue.reject_from = 4.0; /* above reject_all_at */
     bad[8].queue.reject_all_at = 1.0 / 0.0;
-    for (size_t i = 0; i < 9; i++) {
+    /* bad[9..11] are Netflix's Vegas, valve's Envoy gradient and Envoy's. */
+    bad[9].vegas.utilisation_threshold = 1.5;
+    bad[10].envoy_gradient.utilisation_threshold = 0.0 / 0.0;
+    bad[11] = presets[0];
+    bad[11].gradient2.utilisation_threshold = -0.1;
+    for (size_t i = 0; i < 12; i++) {
         CHECK_STATUS(valve_limiter_new(&bad[i], &limiter), VALVE_INVALID_ARGUMENT);
         CHECK(limiter == NULL);
     }

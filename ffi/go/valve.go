@@ -139,11 +139,14 @@ type WindowConfig struct {
 
 // AIMDConfig configures the AIMD algorithm; see valve_aimd_config in valve.h.
 type AIMDConfig struct {
-	InitialLimit         uint32
-	MinLimit             uint32
-	MaxLimit             uint32
-	IncreaseStep         uint32
-	BackoffRatio         float64
+	InitialLimit uint32
+	MinLimit     uint32
+	MaxLimit     uint32
+	IncreaseStep uint32
+	BackoffRatio float64
+	// UtilisationThreshold: the limit grows only while a window's in-flight reaches this share
+	// of it, in [0, 1]. Netflix: 0.5 (an under-loaded limit climbs to twice its peak
+	// in-flight). valve: 0.8.
 	UtilisationThreshold float64
 	Timeout              time.Duration
 	// LatencyTolerance: back off when the averaged RTT exceeds this multiple of a learnt

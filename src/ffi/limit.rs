@@ -114,6 +114,10 @@ pub struct valve_gradient2_config {
     pub rebaseline_when_rtt_holds: bool,
     /// Factor applied on a window with a drop, in `[0.5, 1)`; 0 ignores drops (Netflix).
     pub backoff_ratio: f64,
+    /// A window whose largest in-flight stays below this fraction of the limit does not raise
+    /// it, in `[0, 1]` (Netflix 0.5; valve 0.8 keeps an under-loaded service's limit within
+    /// 1.25x of its peak in-flight).
+    pub utilisation_threshold: f64,
     /// Exponential growth until the first signal.
     pub slow_start: bool,
     /// How samples are aggregated.
@@ -146,6 +150,10 @@ pub struct valve_vegas_config {
     pub decrease_ratio: f64,
     /// Factor applied on a window with a drop, in `[0.5, 1)`; 0 applies `decrease`.
     pub backoff_ratio: f64,
+    /// A window whose largest in-flight stays below this fraction of the limit does not raise
+    /// it, in `[0, 1]` (Netflix 0.5; valve 0.7 keeps an under-loaded service's limit within
+    /// 1.43x of its peak in-flight).
+    pub utilisation_threshold: f64,
     /// Windows at `min_limit` after which the no-load RTT restarts (0: never).
     pub rebaseline_after: u32,
     /// Windows are averaged over about this many samples before comparison; 0: none (Netflix).
@@ -197,8 +205,13 @@ pub struct valve_envoy_gradient_config {
     pub remeasure_after: u32,
     /// Factor applied on a window with a drop, in `[0.5, 1)`; 0 ignores drops (Envoy).
     pub backoff_ratio: f64,
-    /// Whether a window whose in-flight stayed below half the limit may not raise it.
+    /// Whether a window whose in-flight stayed below `utilisation_threshold` of the limit may
+    /// not raise it (Envoy: false).
     pub app_limited: bool,
+    /// With `app_limited`, the fraction of the limit a window's largest in-flight must reach
+    /// for the limit to rise, in `[0, 1]` (valve 0.8; the Envoy preset carries Netflix's 0.5,
+    /// unused).
+    pub utilisation_threshold: f64,
     /// Exponential growth until the first signal.
     pub slow_start: bool,
     /// Seed of the measurement jitter.
@@ -276,6 +289,7 @@ impl valve_gradient2_config {
             rtt_samples: config.rtt_samples,
             rebaseline_when_rtt_holds: config.rebaseline_when_rtt_holds,
             backoff_ratio: config.backoff_ratio.unwrap_or(0.0),
+            utilisation_threshold: config.utilisation_threshold,
             slow_start: config.slow_start,
             window: valve_window_config::from_rust(&config.window),
         }
@@ -307,6 +321,7 @@ impl valve_gradient2_config {
             rtt_samples: self.rtt_samples,
             rebaseline_when_rtt_holds: self.rebaseline_when_rtt_holds,
             backoff_ratio: zero_is_none(self.backoff_ratio),
+            utilisation_threshold: self.utilisation_threshold,
             slow_start: self.slow_start,
             window: self.window.to_rust(),
         })
@@ -332,6 +347,7 @@ impl valve_vegas_config {
             decrease,
             decrease_ratio,
             backoff_ratio: config.backoff_ratio.unwrap_or(0.0),
+            utilisation_threshold: config.utilisation_threshold,
             rebaseline_after: config.rebaseline_after,
             rtt_samples: config.rtt_samples,
             use_baseline_band: config.baseline_band.is_some(),
@@ -360,6 +376,7 @@ impl valve_vegas_config {
             probe_multiplier: (self.probe_multiplier != 0).then_some(self.probe_multiplier),
             decrease,
             backoff_ratio: zero_is_none(self.backoff_ratio),
+            utilisation_threshold: self.utilisation_threshold,
             rebaseline_after: self.rebaseline_after,
             rtt_samples: self.rtt_samples,
             baseline_band: self.use_baseline_band.then_some(self.baseline_band),
@@ -388,6 +405,7 @@ impl valve_envoy_gradient_config {
             rtt_samples: config.rtt_samples,
             remeasure_after: config.remeasure_after,
             backoff_ratio: config.backoff_ratio.unwrap_or(0.0),
+            utilisation_threshold: config.utilisation_threshold,
             app_limited: config.app_limited,
             slow_start: config.slow_start,
             seed: config.seed,
@@ -437,6 +455,7 @@ impl valve_envoy_gradient_config {
             rtt_samples: self.rtt_samples,
             remeasure_after: self.remeasure_after,
             backoff_ratio: zero_is_none(self.backoff_ratio),
+            utilisation_threshold: self.utilisation_threshold,
             app_limited: self.app_limited,
             slow_start: self.slow_start,
             seed: self.seed,

@@ -285,7 +285,7 @@ impl valve_permit {
     }
 }
 
-/// valve's AIMD defaults: initial 20, limits `[1, 1000]`, backoff 0.9, step 1, utilisation 0.5,
+/// valve's AIMD defaults: initial 20, limits `[1, 1000]`, backoff 0.9, step 1, utilisation 0.8,
 /// timeout 5 s, windows of twice the min RTT between 10 ms and 1 s with at least 10 samples.
 /// `fixed.limit` is 20, so switching `algorithm` to FIXED also gives a valid config.
 /// Thread-safe.

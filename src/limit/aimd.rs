@@ -91,7 +91,11 @@ pub struct AimdConfig {
     pub backoff_ratio: f64,
     /// Added when the limit was used enough, at least 1.
     pub increase_step: u32,
-    /// Fraction of the limit a window's largest in-flight must reach for an increase, in `[0, 1]`.
+    /// Fraction of the limit a window's largest in-flight must reach for an increase, in
+    /// `[0, 1]` (the test is inclusive, `>=`). Netflix: 0.5, which lets the limit of an
+    /// under-loaded service climb to twice its peak in-flight, so a sudden capacity drop meets
+    /// a limit far above what was ever used. valve: 0.8 (congestion-limiter's value), which
+    /// holds the limit within 1.25x of the peak in-flight.
     pub utilisation_threshold: f64,
     /// A window whose mean RTT is above this backs off as if it dropped.
     pub timeout: Duration,
@@ -128,10 +132,12 @@ impl AimdConfig {
 impl Default for AimdConfig {
     /// valve defaults: no floor of 20 (min 1), max 1000, windows of twice the min RTT (10 ms to
     /// 1 s) so the limit moves within round trips rather than once a second, slow start;
-    /// the latency rule ([`AimdLatency::default`]); otherwise Netflix's values.
+    /// the latency rule ([`AimdLatency::default`]); growth only while in-flight reaches 0.8 of
+    /// the limit; otherwise Netflix's values.
     fn default() -> Self {
         Self {
             initial_limit: 20,
+            utilisation_threshold: 0.8,
             min_limit: 1,
             max_limit: 1000,
             slow_start: true,

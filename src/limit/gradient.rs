@@ -32,7 +32,8 @@
 //! the service is not overloaded, up to the maximum, so a sudden capacity drop meets a limit
 //! of 1000; and its measurement pins the limit at 3 every minute, costing goodput. valve
 //! learns the minimum RTT from live windows instead, does not grow a limit the traffic does
-//! not use (the app-limited rule of Netflix's limits), backs off by 0.9 on drops (or by the
+//! not use (the app-limited rule of Netflix's limits, at 0.8 of the limit rather than half),
+//! backs off by 0.9 on drops (or by the
 //! gradient if it cuts deeper), and starts in slow start. It keeps Envoy's 25 % buffer (the
 //! limit settles at about 1.25x the concurrency plus √ with a steady service): a baseline
 //! learnt only from windows within its band of it is a mean truncated from above, 10-25 %
@@ -124,8 +125,15 @@ pub struct EnvoyGradientConfig {
     pub remeasure_after: u32,
     /// Factor applied on a window with a drop, in `[0.5, 1)`; `None` ignores drops (Envoy).
     pub backoff_ratio: Option<f64>,
-    /// Whether a window whose in-flight stayed below half the limit may not raise it.
+    /// Whether a window whose in-flight stayed below `utilisation_threshold` of the limit may
+    /// not raise it (Envoy raises it whenever the service is not overloaded).
     pub app_limited: bool,
+    /// With `app_limited`, the fraction of the limit a window's largest in-flight must reach
+    /// for the limit to rise, in `[0, 1]`. Netflix's app-limited rule uses 0.5, which lets an
+    /// under-loaded service's limit climb to twice its peak in-flight, so a sudden capacity
+    /// drop meets a limit far above what was ever used. valve: 0.8, within 1.25x of the peak
+    /// in-flight; the Envoy preset, which has no such rule, carries Netflix's 0.5.
+    pub utilisation_threshold: f64,
     /// Exponential growth until the first signal (see `slow_start.rs`); the latency signal is
     /// a gradient below 1.
     pub slow_start: bool,
@@ -160,6 +168,7 @@ impl EnvoyGradientConfig {
             remeasure_after: 5,
             backoff_ratio: None,
             app_limited: false,
+            utilisation_threshold: 0.5,
             slow_start: false,
             rtt_samples: 0,
             seed: 0x5EED,
@@ -176,7 +185,8 @@ impl EnvoyGradientConfig {
 
 impl Default for EnvoyGradientConfig {
     /// valve defaults: see the module documentation; initial 20, min 1, p50 over valve
-    /// windows averaged over 200 samples, a baseline within 5 % of it, Envoy's 25 % buffer.
+    /// windows averaged over 200 samples, a baseline within 5 % of it, Envoy's 25 % buffer,
+    /// growth only while in-flight reaches 0.8 of the limit.
     fn default() -> Self {
         Self {
             initial_limit: 20,
@@ -184,6 +194,7 @@ impl Default for EnvoyGradientConfig {
             min_rtt: MinRtt::Baseline { band: 0.05 },
             backoff_ratio: Some(0.9),
             app_limited: true,
+            utilisation_threshold: 0.8,
             slow_start: true,
             rtt_samples: 200,
             window: WindowConfig { percentile: Some(0.5), ..WindowConfig::valve_default() },
@@ -232,7 +243,8 @@ pub struct EnvoyGradient {
 
 impl EnvoyGradient {
     /// Validates `config`: `1 <= min <= initial, min_concurrency <= max`, buffer in `[0, 1]`,
-    /// jitter in `[0, 1]`, non-zero interval, count and fixed RTT, backoff in `[0.5, 1)`, a
+    /// jitter in `[0, 1]`, non-zero interval, count and fixed RTT, backoff in `[0.5, 1)`,
+    /// utilisation in `[0, 1]`, a
     /// valid window with a percentile.
     pub fn new(config: EnvoyGradientConfig) -> Result<Self, ConfigError> {
         let bounds = LimitBounds::new(config.min_limit, config.max_limit)?;
@@ -272,6 +284,14 @@ impl EnvoyGradient {
         if let Some(ratio) = config.backoff_ratio {
             ConfigError::check_ratio("backoff_ratio", ratio, 0.5, 1.0, false, "[0.5, 1)")?;
         }
+        ConfigError::check_ratio(
+            "utilisation_threshold",
+            config.utilisation_threshold,
+            0.0,
+            1.0,
+            true,
+            "[0, 1]",
+        )?;
         config.window.validate()?;
         if config.window.percentile.is_none() {
             return Err(ConfigError::out_of_range("window percentile", "none", "(0, 1]"));
@@ -450,8 +470,8 @@ impl LimitAlgorithm for EnvoyGradient {
             f64::from((f64::from(limit) * ratio) as u32).min(self.gradient_step(limit, gradient))
         } else {
             let stepped = self.gradient_step(limit, gradient);
-            let app_limited =
-                c.app_limited && u64::from(sample.max_in_flight) * 2 < u64::from(limit);
+            let app_limited = c.app_limited
+                && f64::from(sample.max_in_flight) < f64::from(limit) * c.utilisation_threshold;
             if app_limited { stepped.min(f64::from(limit)) } else { stepped }
         };
         // `as` truncates toward zero (and saturates), as Envoy's `(uint32_t)` cast.
@@ -596,6 +616,8 @@ mod tests {
         assert_eq!(limit, 40);
         // Queueing (p50 2x the minimum) ends slow start: 40 * 0.625 + sqrt = 30.
         assert_eq!(g.update(&window(30 * MS, 20 * MS, 40), 40), 30);
+        // Past slow start, nor while in-flight stays below 0.8 of the limit (Netflix's: half).
+        assert_eq!(g.update(&window(31 * MS, 10 * MS, 23), 30), 30);
         // A drop backs off by 0.9.
         let dropped =
             WindowSample { samples: 200, ..WindowSample::single(31 * MS, 10 * MS, 30, true) };
@@ -623,6 +645,8 @@ mod tests {
             EnvoyGradientConfig { min_rtt: MinRtt::Fixed(Duration::ZERO), ..base },
             EnvoyGradientConfig { min_rtt: MinRtt::Baseline { band: 2.0 }, ..base },
             EnvoyGradientConfig { backoff_ratio: Some(1.0), ..base },
+            EnvoyGradientConfig { utilisation_threshold: 1.01, ..base },
+            EnvoyGradientConfig { utilisation_threshold: f64::NAN, ..base },
             EnvoyGradientConfig {
                 window: WindowConfig { percentile: None, ..base.window },
                 ..base

@@ -12,7 +12,7 @@
 //! short    = window mean RTT
 //! long     = long_rtt.add(short)          # mean of the first 10, then EMA factor 2/(600+1)
 //! if long / short > 2: long_rtt *= 0.95   # rewrites the average only; `long` keeps its value
-//! if max_in_flight < L / 2: return L      # app-limited
+//! if max_in_flight < L * utilisation_threshold: return L    # app-limited (Netflix: L / 2)
 //! gradient = max(0.5, min(1.0, tolerance * long / short))
 //! new = L * gradient + queue
 //! new = L * (1 - smoothing) + new * smoothing
@@ -40,6 +40,9 @@
 //!   answer the limit is not queueing; the first window of a cold start, the fastest calls,
 //!   seeds the baseline low under noisy service times), and after `rebaseline_after` windows
 //!   at the minimum, so a service that really became slower is relearnt;
+//! - the limit grows only while a window's in-flight reaches 0.8 of it
+//!   (`utilisation_threshold`; Netflix's half lets an under-loaded service's limit climb to
+//!   twice its peak in-flight, unprotected against a sudden capacity drop);
 //! - slow start from a cold start, a square-root queue allowance applied unsmoothed (only
 //!   decreases are smoothed) so recovery takes a few windows, and no floor of 20.
 //!
@@ -135,6 +138,11 @@ pub struct Gradient2Config {
     pub rebaseline_after: u32,
     /// Factor applied on a window with a drop, in `[0.5, 1)`; `None` ignores drops (Netflix).
     pub backoff_ratio: Option<f64>,
+    /// A window whose largest in-flight stays below this fraction of the limit leaves it
+    /// unchanged (app-limited), in `[0, 1]`. Netflix: 0.5, so an under-loaded service's limit
+    /// climbs to twice its peak in-flight and a sudden capacity drop meets a limit far above
+    /// what was ever used. valve: 0.8, within 1.25x of the peak in-flight.
+    pub utilisation_threshold: f64,
     /// Exponential growth until the first signal (see `slow_start.rs`).
     pub slow_start: bool,
     /// How samples are aggregated.
@@ -166,6 +174,7 @@ impl Gradient2Config {
             max_healthy_rtt: None,
             rebaseline_after: 0,
             backoff_ratio: None,
+            utilisation_threshold: 0.5,
             slow_start: false,
             window: WindowConfig::netflix(),
         }
@@ -177,7 +186,8 @@ impl Default for Gradient2Config {
     /// in-flight within 1.2-1.3x the service's concurrency under sustained overload (Netflix's
     /// 1.5 lets it queue half as much again); queue allowance `max(4, sqrt L)`, short RTT over
     /// 200 samples, learning band 0.05, long window 6000, re-baseline when the RTT ignores
-    /// the limit or after 5 windows at the minimum, min 1, max 1000, valve windows.
+    /// the limit or after 5 windows at the minimum, growth only while in-flight reaches 0.8
+    /// of the limit, min 1, max 1000, valve windows.
     fn default() -> Self {
         Self {
             min_limit: 1,
@@ -193,6 +203,7 @@ impl Default for Gradient2Config {
             long_window: 6000,
             rebaseline_after: 5,
             backoff_ratio: Some(0.9),
+            utilisation_threshold: 0.8,
             slow_start: true,
             window: WindowConfig::valve_default(),
             ..Self::netflix()
@@ -252,7 +263,7 @@ pub struct Gradient2 {
 
 impl Gradient2 {
     /// Validates `config`: `1 <= min <= initial <= max`, smoothing in `(0, 1]`, tolerance
-    /// `>= 1`, decay in `(0, 1]`, backoff in `[0.5, 1)`, non-zero long window and healthy RTT,
+    /// `>= 1`, decay in `(0, 1]`, backoff in `[0.5, 1)`, utilisation in `[0, 1]`, non-zero long window and healthy RTT,
     /// a non-zero fixed queue allowance is allowed to be 0, a valid window.
     pub fn new(config: Gradient2Config) -> Result<Self, ConfigError> {
         let bounds = LimitBounds::new(config.min_limit, config.max_limit)?;
@@ -281,6 +292,14 @@ impl Gradient2 {
         if let Some(ratio) = config.backoff_ratio {
             ConfigError::check_ratio("backoff_ratio", ratio, 0.5, 1.0, false, "[0.5, 1)")?;
         }
+        ConfigError::check_ratio(
+            "utilisation_threshold",
+            config.utilisation_threshold,
+            0.0,
+            1.0,
+            true,
+            "[0, 1]",
+        )?;
         let max_healthy_rtt = match config.max_healthy_rtt {
             Some(d) if d.is_zero() => return Err(ConfigError::Zero { field: "max_healthy_rtt" }),
             Some(d) => duration_to_nanos(d) as f64,
@@ -391,7 +410,12 @@ impl LimitAlgorithm for Gradient2 {
             (true, Some(ratio)) => estimate * ratio,
             _ => f64::INFINITY,
         };
-        if in_flight < estimate / 2.0 && drop_cap.is_infinite() {
+        // Netflix's `inflight < L / 2` (halving and multiplying by 0.5 are both exact). The
+        // share is capped at the limit in force, which in-flight cannot pass: above half, the
+        // share of a float estimate can exceed its truncation (0.8 x 3.9 > 3) and hold a full
+        // limit for good.
+        let used = (estimate * c.utilisation_threshold).min(f64::from(limit));
+        if in_flight < used && drop_cap.is_infinite() {
             return self.publish(estimate);
         }
         let gradient = (c.rtt_tolerance * long / short).clamp(0.5, 1.0);
@@ -508,6 +532,20 @@ mod tests {
     }
 
     #[test]
+    fn valve_defaults_grow_only_while_in_flight_reaches_most_of_the_limit() {
+        let config = Gradient2Config { initial_limit: 40, slow_start: false, ..Default::default() };
+        let mut g = Gradient2::new(config).unwrap();
+        // 31 < 0.8 x 40: app-limited, the limit holds (Netflix's half would let it grow).
+        assert_eq!(run(&mut g, &[(10 * MS, 31, false)]), vec![40]);
+        // 32: the allowance max(4, sqrt 40) = 6.
+        assert_eq!(run(&mut g, &[(10 * MS, 32, false)]), vec![46]);
+        // A full limit grows even when 0.8 of its float estimate lies above it (0.8 x 3.9 > 3).
+        g.current.estimate = 3.9;
+        g.current.published = 3;
+        assert_eq!(run(&mut g, &[(10 * MS, 3, false)]), vec![7]);
+    }
+
+    #[test]
     fn baseline_relearns_after_windows_at_the_minimum_and_respects_the_ceiling() {
         let config = Gradient2Config {
             initial_limit: 4,
@@ -563,6 +601,8 @@ mod tests {
             Gradient2Config { unqueued_band: Some(-0.1), ..base },
             Gradient2Config { long_rtt_decay: 1.5, ..base },
             Gradient2Config { backoff_ratio: Some(1.0), ..base },
+            Gradient2Config { utilisation_threshold: 1.5, ..base },
+            Gradient2Config { utilisation_threshold: f64::NAN, ..base },
             Gradient2Config { max_healthy_rtt: Some(Duration::ZERO), ..base },
             Gradient2Config { window: WindowConfig { min_samples: 0, ..base.window }, ..base },
         ];

@@ -15,7 +15,7 @@
 //! if rtt_noload == 0 or rtt < rtt_noload: rtt_noload = rtt; return L
 //! queue = ceil(L * (1 - rtt_noload / rtt))
 //! if did_drop:                  new = decrease(L)
-//! elif max_in_flight * 2 < L:   return L               # app-limited
+//! elif max_in_flight < L * utilisation_threshold: return L   # app-limited (Netflix: L / 2)
 //! elif queue <= log10(L):       new = L + beta         # no queueing: grow fast
 //! elif queue < alpha:           new = L + log10(L)
 //! elif queue > beta:            new = decrease(L)
@@ -30,7 +30,11 @@
 //! it); instead, after `rebaseline_after` windows at the minimum the baseline restarts from the
 //! current RTT. A queue above `beta` cuts the limit straight to the estimated no-queue level
 //! plus `alpha` instead of by one per window, drops back off by 0.9 (or by that cut if it is
-//! deeper), and slow start replaces the first windows' linear climb.
+//! deeper), slow start replaces the first windows' linear climb, and the limit grows only while
+//! a window's in-flight reaches 0.7 of it (`utilisation_threshold`; Netflix's half lets an
+//! under-loaded service's limit climb to twice its peak in-flight; 0.8, as the other valve
+//! defaults, let the limit under 1.2x overload drift up by up to 1.11x in ten minutes on some
+//! seeds of the overload simulator, where 0.7 stays within the 1.08x of Netflix's rule).
 //!
 //! They also survive noisy service times, where Netflix's Vegas collapses to a limit of 5-6
 //! (exponential service times: the minimum of window RTTs sits near 0, so every window reads
@@ -91,6 +95,12 @@ pub struct VegasConfig {
     pub decrease: VegasDecrease,
     /// Factor applied on a window with a drop, in `[0.5, 1)`; `None` applies `decrease`.
     pub backoff_ratio: Option<f64>,
+    /// A window whose largest in-flight stays below this fraction of the limit leaves it
+    /// unchanged unless it dropped (app-limited), in `[0, 1]`. Netflix: 0.5, so an
+    /// under-loaded service's limit climbs to twice its peak in-flight and a sudden capacity
+    /// drop meets a limit far above what was ever used. valve: 0.7, within 1.43x of the peak
+    /// in-flight (see the module documentation for why not 0.8).
+    pub utilisation_threshold: f64,
     /// After this many consecutive windows that leave the limit at `min_limit`, the no-load RTT
     /// restarts from the current RTT (0: never).
     pub rebaseline_after: u32,
@@ -126,6 +136,7 @@ impl VegasConfig {
             probe_multiplier: Some(30),
             decrease: VegasDecrease::Log10,
             backoff_ratio: None,
+            utilisation_threshold: 0.5,
             rebaseline_after: 0,
             rtt_samples: 0,
             baseline_band: None,
@@ -138,12 +149,13 @@ impl VegasConfig {
 
 impl Default for VegasConfig {
     /// valve defaults: see the module documentation; alpha 10, beta 20, RTT over 200 samples,
-    /// baseline band 0.05, valve windows.
+    /// baseline band 0.05, utilisation threshold 0.7, valve windows.
     fn default() -> Self {
         Self {
             probe_multiplier: None,
             decrease: VegasDecrease::ToEstimate,
             backoff_ratio: Some(0.9),
+            utilisation_threshold: 0.7,
             rebaseline_after: 5,
             alpha: 10,
             beta: 20,
@@ -182,7 +194,7 @@ fn log10_floor(x: u32) -> u32 {
 
 impl Vegas {
     /// Validates `config`: `1 <= min <= initial <= max`, `1 <= alpha <= beta`, smoothing in
-    /// `(0, 1]`, a non-zero probe multiplier, ratios in range, a valid window.
+    /// `(0, 1]`, a non-zero probe multiplier, ratios and utilisation in range, a valid window.
     pub fn new(config: VegasConfig) -> Result<Self, ConfigError> {
         let bounds = LimitBounds::new(config.min_limit, config.max_limit)?;
         bounds.check_initial(config.initial_limit)?;
@@ -219,6 +231,14 @@ impl Vegas {
         if let Some(ratio) = config.backoff_ratio {
             ConfigError::check_ratio("backoff_ratio", ratio, 0.5, 1.0, false, "[0.5, 1)")?;
         }
+        ConfigError::check_ratio(
+            "utilisation_threshold",
+            config.utilisation_threshold,
+            0.0,
+            1.0,
+            true,
+            "[0, 1]",
+        )?;
         config.window.validate()?;
         let mut rng = SplitMix64::seeded(config.seed);
         let probe_jitter = next_in(&mut rng, 0.5, 1.0);
@@ -344,7 +364,13 @@ impl LimitAlgorithm for Vegas {
                 Some(ratio) => self.current.estimate * ratio,
                 None => self.decrease(queue),
             }
-        } else if f64::from(sample.max_in_flight) * 2.0 < self.current.estimate {
+        // Netflix's `inflight * 2 < L` (doubling and multiplying by 0.5 are both exact). The
+        // share is capped at the limit in force, which in-flight cannot pass: above half, the
+        // share of a float estimate can exceed its truncation (0.7 x 2.9 > 2) and hold a full
+        // limit for good.
+        } else if f64::from(sample.max_in_flight)
+            < (self.current.estimate * c.utilisation_threshold).min(f64::from(limit))
+        {
             return self.hold();
         } else if queue <= f64::from(threshold) {
             self.current.estimate + f64::from(beta)
@@ -477,6 +503,20 @@ mod tests {
     }
 
     #[test]
+    fn valve_defaults_grow_only_while_in_flight_reaches_most_of_the_limit() {
+        let config = VegasConfig { initial_limit: 40, slow_start: false, ..Default::default() };
+        let mut v = Vegas::new(config).unwrap();
+        // 27 < 0.7 x 40: app-limited, the limit holds (Netflix's half would let it grow).
+        assert_eq!(run(&mut v, &[(10 * MS, 27, false)]), vec![40]);
+        // 28 with no queue: + beta (20 x log10 40).
+        assert_eq!(run(&mut v, &[(10 * MS, 28, false)]), vec![60]);
+        // A full limit grows even when 0.7 of its float estimate lies above it (0.7 x 2.9 > 2).
+        v.current.estimate = 2.9;
+        v.current.published = 2;
+        assert_eq!(run(&mut v, &[(10 * MS, 2, false)]), vec![22]);
+    }
+
+    #[test]
     fn noisy_cold_start_learns_the_average_not_the_fastest_calls() {
         let mut v = Vegas::default();
         // Windows of 20 samples: the first holds the fastest calls (3 ms), the rest alternate
@@ -509,6 +549,8 @@ mod tests {
             VegasConfig { decrease: VegasDecrease::Ratio(f64::NAN), ..base },
             VegasConfig { backoff_ratio: Some(0.2), ..base },
             VegasConfig { baseline_band: Some(1.5), ..base },
+            VegasConfig { utilisation_threshold: -0.1, ..base },
+            VegasConfig { utilisation_threshold: f64::NAN, ..base },
             VegasConfig { window: WindowConfig { min_samples: 0, ..base.window }, ..base },
         ];
         for config in bad {

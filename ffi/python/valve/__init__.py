@@ -149,6 +149,8 @@ class AimdConfig:
     max_limit: int
     increase_step: int
     backoff_ratio: float
+    #: The limit grows only while a window's in-flight reaches this share of it, in [0, 1].
+    #: Netflix: 0.5 (an under-loaded limit climbs to twice its peak in-flight). valve: 0.8.
     utilisation_threshold: float
     timeout: float
     window: WindowConfig
