@@ -48,6 +48,12 @@ impl ConfigError {
         Self::OutOfRange { field, value: value.to_string(), allowed }
     }
 
+    /// Checks a limit's `utilisation_threshold`, the share of the limit a window's in-flight
+    /// must reach for the limit to grow: finite and in `[0, 1]`.
+    pub(crate) fn check_utilisation(value: f64) -> Result<(), Self> {
+        Self::check_ratio("utilisation_threshold", value, 0.0, 1.0, true, "[0, 1]")
+    }
+
     /// Checks that `value` is finite and inside `range` (`lo_inclusive`/`hi_inclusive` pick the
     /// brackets); `allowed` is the range as shown to the user.
     pub(crate) fn check_ratio(

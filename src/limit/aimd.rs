@@ -208,14 +208,7 @@ impl Aimd {
             false,
             "[0.5, 1)",
         )?;
-        ConfigError::check_ratio(
-            "utilisation_threshold",
-            config.utilisation_threshold,
-            0.0,
-            1.0,
-            true,
-            "[0, 1]",
-        )?;
+        ConfigError::check_utilisation(config.utilisation_threshold)?;
         if config.increase_step == 0 {
             return Err(ConfigError::Zero { field: "increase_step" });
         }

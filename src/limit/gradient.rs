@@ -284,14 +284,7 @@ impl EnvoyGradient {
         if let Some(ratio) = config.backoff_ratio {
             ConfigError::check_ratio("backoff_ratio", ratio, 0.5, 1.0, false, "[0.5, 1)")?;
         }
-        ConfigError::check_ratio(
-            "utilisation_threshold",
-            config.utilisation_threshold,
-            0.0,
-            1.0,
-            true,
-            "[0, 1]",
-        )?;
+        ConfigError::check_utilisation(config.utilisation_threshold)?;
         config.window.validate()?;
         if config.window.percentile.is_none() {
             return Err(ConfigError::out_of_range("window percentile", "none", "(0, 1]"));

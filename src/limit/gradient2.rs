@@ -292,14 +292,7 @@ impl Gradient2 {
         if let Some(ratio) = config.backoff_ratio {
             ConfigError::check_ratio("backoff_ratio", ratio, 0.5, 1.0, false, "[0.5, 1)")?;
         }
-        ConfigError::check_ratio(
-            "utilisation_threshold",
-            config.utilisation_threshold,
-            0.0,
-            1.0,
-            true,
-            "[0, 1]",
-        )?;
+        ConfigError::check_utilisation(config.utilisation_threshold)?;
         let max_healthy_rtt = match config.max_healthy_rtt {
             Some(d) if d.is_zero() => return Err(ConfigError::Zero { field: "max_healthy_rtt" }),
             Some(d) => duration_to_nanos(d) as f64,

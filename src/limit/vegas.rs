@@ -231,14 +231,7 @@ impl Vegas {
         if let Some(ratio) = config.backoff_ratio {
             ConfigError::check_ratio("backoff_ratio", ratio, 0.5, 1.0, false, "[0.5, 1)")?;
         }
-        ConfigError::check_ratio(
-            "utilisation_threshold",
-            config.utilisation_threshold,
-            0.0,
-            1.0,
-            true,
-            "[0, 1]",
-        )?;
+        ConfigError::check_utilisation(config.utilisation_threshold)?;
         config.window.validate()?;
         let mut rng = SplitMix64::seeded(config.seed);
         let probe_jitter = next_in(&mut rng, 0.5, 1.0);
