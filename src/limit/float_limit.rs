@@ -29,6 +29,15 @@ impl FloatLimit {
         }
     }
 
+    /// Whether a window whose largest in-flight was `max_in_flight` left the limit unused:
+    /// below `utilisation` of the estimate (Netflix: `inflight < L / 2`; halving and multiplying
+    /// by 0.5 are both exact). The share is capped at `limit`, the limit in force, which
+    /// in-flight cannot pass: above half, the share of a float estimate can exceed its
+    /// truncation (0.8 x 3.9 > 3) and hold a full limit for good.
+    pub(crate) fn is_app_limited(&self, max_in_flight: u32, utilisation: f64, limit: u32) -> bool {
+        f64::from(max_in_flight) < (self.estimate * utilisation).min(f64::from(limit))
+    }
+
     /// Takes `estimate` and returns the limit to publish.
     pub(crate) fn publish(&mut self, estimate: f64, bounds: LimitBounds) -> u32 {
         self.estimate = estimate;

@@ -389,7 +389,6 @@ impl LimitAlgorithm for Gradient2 {
             self.long_rtt.value *= c.long_rtt_decay;
         }
         let latency_signal = c.rtt_tolerance * long / short < 1.0;
-        let in_flight = f64::from(sample.max_in_flight);
         let estimate = self.current.estimate;
 
         if let Some(next) =
@@ -403,12 +402,9 @@ impl LimitAlgorithm for Gradient2 {
             (true, Some(ratio)) => estimate * ratio,
             _ => f64::INFINITY,
         };
-        // Netflix's `inflight < L / 2` (halving and multiplying by 0.5 are both exact). The
-        // share is capped at the limit in force, which in-flight cannot pass: above half, the
-        // share of a float estimate can exceed its truncation (0.8 x 3.9 > 3) and hold a full
-        // limit for good.
-        let used = (estimate * c.utilisation_threshold).min(f64::from(limit));
-        if in_flight < used && drop_cap.is_infinite() {
+        let app_limited =
+            self.current.is_app_limited(sample.max_in_flight, c.utilisation_threshold, limit);
+        if app_limited && drop_cap.is_infinite() {
             return self.publish(estimate);
         }
         let gradient = (c.rtt_tolerance * long / short).clamp(0.5, 1.0);

@@ -357,12 +357,7 @@ impl LimitAlgorithm for Vegas {
                 Some(ratio) => self.current.estimate * ratio,
                 None => self.decrease(queue),
             }
-        // Netflix's `inflight * 2 < L` (doubling and multiplying by 0.5 are both exact). The
-        // share is capped at the limit in force, which in-flight cannot pass: above half, the
-        // share of a float estimate can exceed its truncation (0.7 x 2.9 > 2) and hold a full
-        // limit for good.
-        } else if f64::from(sample.max_in_flight)
-            < (self.current.estimate * c.utilisation_threshold).min(f64::from(limit))
+        } else if self.current.is_app_limited(sample.max_in_flight, c.utilisation_threshold, limit)
         {
             return self.hold();
         } else if queue <= f64::from(threshold) {
