@@ -17,7 +17,7 @@ unit:
 # Every atomic protocol, model-checked under loom (see tests/loom.rs).
 loom:
 	RUSTFLAGS="--cfg valve_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=$(LOOM_TARGET_DIR) \
-		$(CARGO) test --features loom --test loom --release
+		$(CARGO) test --features loom --test loom --lib --release
 
 docs:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps

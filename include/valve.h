@@ -1434,7 +1434,8 @@ typedef struct valve_limiter_config {
  through the struct the acquire filled in (or one it was moved to). The limiter tracks the
  struct it is handed, not copies: releasing one copy marks that copy only, so releasing a
  second copy returns another caller's slot (or, when the limiter holds no slot at all,
- answers `VALVE_STALE_PERMIT` and changes nothing). Do not copy a held permit.
+ answers `VALVE_STALE_PERMIT` and leaves the limiter as it was; an acquire racing that
+ refusal may be refused too). Do not copy a held permit.
  */
 typedef struct valve_permit {
   /*

@@ -14,6 +14,7 @@
 
 #[cfg(not(valve_loom))]
 mod imp {
+    use std::cell::Cell;
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
     use std::sync::Mutex;
@@ -53,20 +54,38 @@ mod imp {
 
     impl Drop for Slot {
         fn drop(&mut self) {
+            // Cleared before the slot is free, so this thread never answers a slot that another
+            // may own; from here on `current` finds `OWNER` destroyed and answers `None`.
+            CACHED.set(0);
             let mut registry = REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             registry.free.push(Reverse(self.0));
         }
     }
 
     thread_local! {
-        static SLOT: Slot = Slot::claim();
+        /// This thread's slot plus one; 0 before the first claim and once the slot is returned.
+        /// Const-initialised and without a destructor, so the hot path reads it with one load
+        /// relative to the thread pointer, with no lazy-initialisation state to check.
+        static CACHED: Cell<usize> = const { Cell::new(0) };
+        /// Owns the slot: its destructor returns it when the thread exits.
+        static OWNER: Slot = Slot::claim();
     }
 
     /// This thread's slot, claiming one on first use; `None` while the thread's locals are
     /// being destroyed.
     #[inline]
     pub(crate) fn current() -> Option<usize> {
-        SLOT.try_with(|slot| slot.0).ok()
+        match CACHED.get() {
+            0 => claim_current(),
+            slot_plus_one => Some(slot_plus_one - 1),
+        }
+    }
+
+    #[cold]
+    fn claim_current() -> Option<usize> {
+        let slot = OWNER.try_with(|slot| slot.0).ok()?;
+        CACHED.set(slot + 1);
+        Some(slot)
     }
 
     /// Slots ever issued: every slot [`current`] has answered is below it.

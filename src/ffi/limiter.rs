@@ -151,7 +151,8 @@ pub struct valve_limiter_config {
 /// through the struct the acquire filled in (or one it was moved to). The limiter tracks the
 /// struct it is handed, not copies: releasing one copy marks that copy only, so releasing a
 /// second copy returns another caller's slot (or, when the limiter holds no slot at all,
-/// answers `VALVE_STALE_PERMIT` and changes nothing). Do not copy a held permit.
+/// answers `VALVE_STALE_PERMIT` and leaves the limiter as it was; an acquire racing that
+/// refusal may be refused too). Do not copy a held permit.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct valve_permit {
@@ -949,9 +950,9 @@ fn release(
         return valve_status::VALVE_FOREIGN_PERMIT;
     }
     // Marked first: the struct must never look held once its slot is back. A copy of an
-    // already released permit still looks held; the checked release refuses it when no slot is
-    // held at all, so in-flight cannot wrap below 0 (with other slots held it returns one of
-    // theirs, as the permit's documentation warns).
+    // already released permit still looks held; the checked release (one `fetch_sub`, as a
+    // Rust permit's) refuses it when no slot is held at all, so in-flight cannot wrap below 0
+    // (with other slots held it returns one of theirs, as the permit's documentation warns).
     permit.state = PERMIT_RELEASED;
     if handle.limiter.try_release_at(permit.start_ns, permit.in_flight, outcome, now) {
         valve_status::VALVE_OK
@@ -1255,6 +1256,67 @@ mod tests {
             assert_eq!((before.in_flight, before.limit), (0, 2));
             valve_limiter_free(handle);
         }
+    }
+
+    /// Threads release copies of their released permits while others acquire and release:
+    /// every refused release happens with nothing held, so in-flight never wraps into the limit
+    /// bits, no acquire is admitted past the limit, and in-flight ends equal to the slots taken
+    /// minus the slots returned (a copy may return another holder's slot, never an extra one).
+    #[test]
+    fn released_copies_racing_real_permits_keep_the_count_exact() {
+        const LIMIT: u32 = 3;
+        const ROUNDS: u32 = 20_000;
+        struct Shared(*mut valve_limiter);
+        // SAFETY: the handle is used through its thread-safe entry points only, and freed after
+        // every thread has joined.
+        unsafe impl Sync for Shared {}
+        let handle = Shared(new_limiter(&valve_limiter_config_fixed(LIMIT)));
+        let (taken, returned) = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    let handle = &handle;
+                    scope.spawn(move || {
+                        let (mut taken, mut returned) = (0u32, 0u32);
+                        let mut permit = valve_permit::empty();
+                        for round in 0..ROUNDS {
+                            // SAFETY: a live handle and this thread's own permit structs.
+                            unsafe {
+                                if valve_limiter_try_acquire_at(handle.0, 1, &mut permit)
+                                    != valve_status::VALVE_OK
+                                {
+                                    assert!(permit.in_flight >= LIMIT, "refused below the limit");
+                                    continue;
+                                }
+                                assert!(permit.in_flight <= LIMIT, "admitted past the limit");
+                                taken += 1;
+                                let mut copy = permit;
+                                for held in [&mut permit, &mut copy]
+                                    .into_iter()
+                                    .take(if round % 2 == 0 { 2 } else { 1 })
+                                {
+                                    match valve_limiter_release_at(handle.0, held, 0, 2) {
+                                        valve_status::VALVE_OK => returned += 1,
+                                        valve_status::VALVE_STALE_PERMIT => {}
+                                        other => panic!("unexpected {other:?}"),
+                                    }
+                                }
+                            }
+                        }
+                        (taken, returned)
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap())
+                .fold((0, 0), |(t, r), (wt, wr)| (t + wt, r + wr))
+        });
+        let end = snapshot(handle.0);
+        assert_eq!(end.limit, LIMIT, "the limit bits never took a borrow");
+        assert_eq!(end.in_flight, taken - returned);
+        assert!(end.in_flight <= LIMIT);
+        // SAFETY: every thread has joined; freed once.
+        unsafe { valve_limiter_free(handle.0) }
     }
 
     #[test]

@@ -80,7 +80,7 @@ impl Shards {
     }
 
     /// The calling thread's shard.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn local(&self) -> Local<'_> {
         match thread_slot::current() {
             Some(slot) if slot + 1 < self.shards.len() => {

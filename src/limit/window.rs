@@ -169,7 +169,7 @@ impl<A: LimitAlgorithm> Window<A> {
 
     /// Adds one completed call. If that makes the window due, tries to close it and calls
     /// `publish` with the algorithm and the window's aggregate (on this thread, at most once).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn record(
         &self,
         rtt: Nanos,
@@ -224,7 +224,7 @@ impl<A: LimitAlgorithm> Window<A> {
     }
 
     /// Counts a call released as ignored.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn record_ignored(&self) {
         let local = self.shards.local();
         local.add(&local.shard.ignored, 1, Ordering::Relaxed);

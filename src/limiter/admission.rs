@@ -13,7 +13,8 @@ use crate::sync::{AtomicU64, Ordering};
 ///
 /// | bits   | field       |
 /// |--------|-------------|
-/// | 0..32  | `in_flight` |
+/// | 0..31  | `in_flight` |
+/// | 31     | `BORROW_GUARD`: 1 at rest; a release with nothing held borrows it (see below) |
 /// | 32..63 | `limit`     |
 /// | 63     | `WAITERS`: someone is queued for a slot (see `wait.rs`) |
 ///
@@ -22,12 +23,17 @@ use crate::sync::{AtomicU64, Ordering};
 ///   so `in_flight <= limit` right after every admission. Lowering `limit` may leave
 ///   `in_flight > limit`; running work is never revoked, admissions stop until enough of it
 ///   completes. `limit <= MAX_LIMIT` (2^30) and every in-flight call was admitted under some
-///   limit, so `in_flight` never carries into `limit`.
+///   limit, so `in_flight` never carries into `BORROW_GUARD`.
+/// - `BORROW_GUARD` is clear only between a release that found nothing held and its undo (the
+///   C ABI's checked release, [`Admission::release_if_held`]): its `fetch_sub` borrows the guard
+///   instead of the limit bits, so `limit` and `WAITERS` never change, and while it is clear
+///   `in_flight` reads about 2^31, above any limit, so nothing is admitted until the undo.
 /// - `WAITERS` is set only by a waiter whose CAS found no free slot, and cleared only when the
 ///   queue is empty, both under the queue lock. A release's `fetch_sub` returns the flag as it
 ///   was at that release: a waiter that queued earlier is seen, and one that queues later saw the
 ///   freed slot in its own CAS and took it instead of queueing. No wakeup can fall in between.
-const IN_FLIGHT_MASK: u64 = u32::MAX as u64;
+const IN_FLIGHT_MASK: u64 = (1 << 31) - 1;
+const BORROW_GUARD: u64 = 1 << 31;
 const LIMIT_SHIFT: u32 = 32;
 const LIMIT_MASK: u64 = (1 << 31) - 1;
 const WAITERS: u64 = 1 << 63;
@@ -42,6 +48,15 @@ pub(crate) struct Admission {
     word: CachePadded<AtomicU64>,
 }
 
+/// What [`Admission::release_if_held`] did: whether a slot was returned, and whether anyone
+/// was waiting when it was (or when the refused release was undone).
+#[cfg(any(not(valve_loom), test))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CheckedRelease {
+    pub(crate) held: bool,
+    pub(crate) waiters: bool,
+}
+
 /// Admission refused: the word as the refusing CAS saw it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Full {
@@ -51,7 +66,11 @@ pub(crate) struct Full {
 
 impl Admission {
     pub(crate) fn new(limit: u32) -> Self {
-        Self { word: CachePadded::new(AtomicU64::new(u64::from(limit) << LIMIT_SHIFT)) }
+        Self {
+            word: CachePadded::new(AtomicU64::new(
+                (u64::from(limit) << LIMIT_SHIFT) | BORROW_GUARD,
+            )),
+        }
     }
 
     /// Takes one slot if in-flight is below the limit; returns in-flight including this call.
@@ -109,29 +128,36 @@ impl Admission {
         self.word.fetch_sub(1, Ordering::Release) & WAITERS != 0
     }
 
-    /// Returns one slot if any is held, refusing (`None`) when in-flight is 0; otherwise as
-    /// [`release`](Self::release). For the C ABI, where a caller can release a copy of a permit
-    /// twice: the second release must not wrap in-flight below 0 and borrow from the limit bits.
-    // Only the C ABI calls it, and the ABI is not built under loom.
-    #[cfg(not(valve_loom))]
-    #[inline]
-    pub(crate) fn release_if_held(&self) -> Option<bool> {
-        let mut word = self.word.load(Ordering::Relaxed);
-        loop {
-            if word & IN_FLIGHT_MASK == 0 {
-                return None;
-            }
-            // Same orderings as `release`: Release publishes the caller's work.
-            match self.word.compare_exchange_weak(
-                word,
-                word - 1,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Some(word & WAITERS != 0),
-                Err(seen) => word = seen,
-            }
+    /// Returns one slot if any is held; otherwise changes nothing and answers `held: false`.
+    /// For the C ABI, where a caller can release a copy of a permit twice: that second release
+    /// must not wrap in-flight below 0 into the limit bits.
+    ///
+    /// One `fetch_sub`, as [`release`](Self::release) (a CAS loop here cost the C ABI a
+    /// load and a retry on every release). With nothing held it borrows `BORROW_GUARD` and
+    /// undoes that with a `fetch_add`; in between `in_flight` reads above any limit, so a
+    /// racing acquire is refused, never over-admitted. Concurrent borrowers each see the guard
+    /// clear or `in_flight` 0 and each undo their own, so the word comes back whole. A waiter
+    /// that queued during the borrow is reported in `waiters` either way, so the caller grants
+    /// it the slot the undo frees.
+    // Only the C ABI calls it (not built under loom) and the loom model of the borrow.
+    #[cfg(any(not(valve_loom), test))]
+    #[inline(always)]
+    pub(crate) fn release_if_held(&self) -> CheckedRelease {
+        // Same ordering as `release`: Release publishes the caller's work.
+        let before = self.word.fetch_sub(1, Ordering::Release);
+        if before & BORROW_GUARD != 0 && before & IN_FLIGHT_MASK != 0 {
+            return CheckedRelease { held: true, waiters: before & WAITERS != 0 };
         }
+        self.undo_borrow()
+    }
+
+    #[cfg(any(not(valve_loom), test))]
+    #[cold]
+    fn undo_borrow(&self) -> CheckedRelease {
+        // Relaxed: the borrow published nothing, and the undo hands nothing over; a waiter it
+        // reveals is granted under the queue lock, which orders the rest.
+        let after = self.word.fetch_add(1, Ordering::Relaxed) + 1;
+        CheckedRelease { held: false, waiters: after & WAITERS != 0 }
     }
 
     /// Whether anyone is queued.
@@ -144,7 +170,7 @@ impl Admission {
     /// and whether anyone was waiting.
     pub(crate) fn set_limit(&self, limit: u32) -> (u32, bool) {
         let replace = |word: u64| {
-            Some((word & (IN_FLIGHT_MASK | WAITERS)) | (u64::from(limit) << LIMIT_SHIFT))
+            Some((word & !(LIMIT_MASK << LIMIT_SHIFT)) | (u64::from(limit) << LIMIT_SHIFT))
         };
         let previous = match self.word.fetch_update(Ordering::AcqRel, Ordering::Acquire, replace) {
             Ok(word) | Err(word) => word,
@@ -202,16 +228,98 @@ mod tests {
 
     #[test]
     fn release_if_held_refuses_at_zero_and_keeps_the_limit() {
+        let held = |waiters| CheckedRelease { held: true, waiters };
+        let refused = |waiters| CheckedRelease { held: false, waiters };
         let a = Admission::new(3);
-        assert_eq!(a.release_if_held(), None);
+        assert_eq!(a.release_if_held(), refused(false));
         assert_eq!(a.load(), (0, 3));
         a.try_acquire().unwrap();
-        assert_eq!(a.release_if_held(), Some(false));
-        assert_eq!(a.release_if_held(), None, "no slot left to return");
+        assert_eq!(a.release_if_held(), held(false));
+        assert_eq!(a.release_if_held(), refused(false), "no slot left to return");
         assert_eq!(a.load(), (0, 3));
-        a.try_acquire_or_flag_waiting().unwrap();
+        assert_eq!(a.try_acquire().unwrap(), 1, "the guard is back: admission works");
         a.set_limit(1);
         assert!(a.try_acquire_or_flag_waiting().is_err());
-        assert_eq!(a.release_if_held(), Some(true), "reports the waiter like release");
+        assert_eq!(a.release_if_held(), held(true), "reports the waiter like release");
+        assert_eq!(a.release_if_held(), refused(true), "and when refusing");
+        assert_eq!(a.load(), (0, 1));
+    }
+
+    /// Two refused releases racing: each borrows, each undoes, and a borrow seen by the other
+    /// (guard clear, in-flight not 0) is refused too.
+    #[test]
+    fn overlapping_borrows_are_each_refused_and_undone() {
+        let a = Admission::new(MAX_LIMIT_FOR_TEST);
+        let before = a.word.load(Ordering::Relaxed);
+        let first = a.word.fetch_sub(1, Ordering::Relaxed);
+        assert!(a.try_acquire().is_err(), "nothing is admitted during a borrow");
+        assert_eq!(a.load().1, MAX_LIMIT_FOR_TEST, "the limit bits are untouched");
+        assert!(!a.release_if_held().held, "a second borrower sees the guard clear");
+        assert_eq!(first, before);
+        a.undo_borrow();
+        assert_eq!(a.word.load(Ordering::Relaxed), before);
+    }
+
+    const MAX_LIMIT_FOR_TEST: u32 = crate::limit::MAX_LIMIT;
+}
+
+/// The borrow of `BORROW_GUARD`, model-checked. It lives here rather than in `tests/loom.rs`
+/// because only the C ABI, which loom does not build, reaches it through the public API.
+#[cfg(all(test, valve_loom))]
+mod loom_models {
+    use loom::sync::Arc;
+    use loom::thread;
+
+    use super::*;
+
+    /// The one held slot's release races a stale copy's release and an acquire: the limit never
+    /// changes, the acquire is admitted only within the limit, every release answers whether it
+    /// returned a slot truthfully, and the word ends whole.
+    #[test]
+    fn a_stale_release_racing_a_real_one_never_changes_the_limit() {
+        loom::model(|| {
+            let admission = Arc::new(Admission::new(1));
+            admission.try_acquire().unwrap();
+            let releases: Vec<_> = (0..2)
+                .map(|_| {
+                    let admission = admission.clone();
+                    thread::spawn(move || admission.release_if_held().held)
+                })
+                .collect();
+            let acquired = admission.try_acquire().inspect(|&n| assert_eq!(n, 1)).is_ok();
+            let returned =
+                releases.into_iter().filter_map(|r| r.join().unwrap().then_some(())).count();
+            assert!(returned >= 1, "the held slot always comes back");
+            let word = admission.word.load(Ordering::Relaxed);
+            assert_ne!(word & BORROW_GUARD, 0, "every borrow was undone");
+            assert_eq!(admission.load(), (1 + u32::from(acquired) - returned as u32, 1));
+        });
+    }
+
+    /// Two stale releases and an acquire with nothing held: a release returns a slot only if
+    /// the acquire took one first (the copy returns someone else's, as the C ABI documents),
+    /// overlapping borrows undo each other exactly, and a waiter flagged during a borrow is
+    /// reported by the undo that follows it.
+    #[test]
+    fn overlapping_stale_releases_undo_exactly_and_report_a_waiter() {
+        loom::model(|| {
+            let admission = Arc::new(Admission::new(1));
+            let releases: Vec<_> = (0..2)
+                .map(|_| {
+                    let admission = admission.clone();
+                    thread::spawn(move || admission.release_if_held())
+                })
+                .collect();
+            let acquired = admission.try_acquire_or_flag_waiting().is_ok();
+            let seen: Vec<_> = releases.into_iter().map(|r| r.join().unwrap()).collect();
+            let returned = seen.iter().filter(|r| r.held).count() as u32;
+            assert!(returned <= u32::from(acquired), "no slot comes back that was not taken");
+            assert_ne!(admission.word.load(Ordering::Relaxed) & BORROW_GUARD, 0);
+            assert_eq!(admission.load(), (u32::from(acquired) - returned, 1));
+            if !acquired {
+                // Refused only during a borrow, so the waiter flag was set before its undo.
+                assert!(seen.iter().any(|r| r.waiters), "the waiter is reported by an undo");
+            }
+        });
     }
 }

@@ -246,7 +246,7 @@ impl<A: LimitAlgorithm, C: Clock> Limiter<A, C> {
     /// release twice; Rust permits are consumed by value and keep the `fetch_sub` fast path.
     // Only the C ABI calls it, and the ABI is not built under loom.
     #[cfg(not(valve_loom))]
-    #[inline]
+    #[inline(always)]
     pub(crate) fn try_release_at(
         &self,
         start: Nanos,
@@ -254,18 +254,18 @@ impl<A: LimitAlgorithm, C: Clock> Limiter<A, C> {
         outcome: Outcome,
         now: Nanos,
     ) -> bool {
-        let Some(waiters) = self.admission.release_if_held() else {
-            return false;
-        };
-        if waiters {
+        let released = self.admission.release_if_held();
+        if released.waiters {
             self.queue.grant(&self.admission, now);
         }
-        self.report(start, in_flight, outcome, now);
-        true
+        if released.held {
+            self.report(start, in_flight, outcome, now);
+        }
+        released.held
     }
 
     /// Records a released call's outcome: the part of a release after the slot is returned.
-    #[inline]
+    #[inline(always)]
     fn report(&self, start: Nanos, in_flight: u32, outcome: Outcome, now: Nanos) {
         match outcome {
             Outcome::Ignored => self.window.record_ignored(),
