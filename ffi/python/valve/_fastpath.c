@@ -27,12 +27,13 @@ typedef valve_status (*try_acquire_fn)(const valve_limiter *, valve_permit *);
 typedef valve_status (*acquire_timeout_fn)(const valve_limiter *, uint64_t, valve_permit *);
 typedef valve_status (*release_fn)(const valve_limiter *, valve_permit *, uint32_t);
 
-/* Set once by init(); every other global is NULL until then. */
+/* Set once by init(), and NULL until then. */
 static try_acquire_fn try_acquire;
 static acquire_timeout_fn acquire_timeout;
 static release_fn release;
 static PyObject *address; /* cdata -> int, as ffi.cast("uintptr_t", cdata) */
 static PyObject *closed_error, *rejected_error, *raise_status_fn;
+
 static PyObject *dropped_on_name;
 
 typedef struct {
@@ -77,16 +78,6 @@ static PyObject *set_status(valve_status status)
     return NULL;
 }
 
-static uintptr_t address_of(PyObject *cdata)
-{
-    PyObject *value = PyObject_CallOneArg(address, cdata);
-    if (value == NULL)
-        return 0;
-    uintptr_t result = (uintptr_t)PyLong_AsUnsignedLongLong(value);
-    Py_DECREF(value);
-    return PyErr_Occurred() ? 0 : result;
-}
-
 /* The raw handle must be read after this allocation: it may run a collection, and with it a
  * finaliser that closes the limiter. */
 static Permit *new_permit(void)
@@ -99,6 +90,8 @@ static Permit *new_permit(void)
     return permit;
 }
 
+/* As the Python path: acquire() says how many were in flight when it rejects, acquire_timeout()
+ * raises through _raise like every other failure. */
 static PyObject *admitted(Core *self, Permit *permit, valve_status status, int timed)
 {
     if (status == VALVE_OK) {
@@ -112,7 +105,7 @@ static PyObject *admitted(Core *self, Permit *permit, valve_status status, int t
     if (status == VALVE_REJECTED && !timed)
         return raise_new(rejected_error, Py_BuildValue("(IN)", (unsigned)status,
                                                        PyUnicode_FromFormat("%u in flight",
-                                                                            in_flight)));
+                                                                            (unsigned)in_flight)));
     return set_status(status);
 }
 
@@ -121,11 +114,12 @@ static PyObject *core_acquire(Core *self, PyObject *Py_UNUSED(unused))
     Permit *permit = new_permit();
     if (permit == NULL)
         return NULL;
-    if (self->raw == NULL) {
+    const valve_limiter *raw = self->raw;
+    if (raw == NULL) {
         Py_DECREF(permit);
         return set_closed();
     }
-    return admitted(self, permit, try_acquire(self->raw, &permit->permit), 0);
+    return admitted(self, permit, try_acquire(raw, &permit->permit), 0);
 }
 
 static PyObject *core_acquire_timeout(Core *self, PyObject *arg)
@@ -152,12 +146,17 @@ static PyObject *core_bind(Core *self, PyObject *handle)
 {
     if (release == NULL)
         return set_closed();
-    uintptr_t raw = address_of(handle);
-    if (raw == 0 && PyErr_Occurred())
+    PyObject *value = PyObject_CallOneArg(address, handle);
+    if (value == NULL)
         return NULL;
+    uintptr_t raw = (uintptr_t)PyLong_AsUnsignedLongLong(value);
+    Py_DECREF(value);
+    if (PyErr_Occurred())
+        return NULL;
+    /* raw first: dropping a former handle may free it and let another thread run. */
+    self->raw = (const valve_limiter *)raw;
     Py_INCREF(handle);
     Py_XSETREF(self->handle, handle);
-    self->raw = (const valve_limiter *)raw;
     Py_RETURN_NONE;
 }
 
