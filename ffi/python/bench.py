@@ -1,7 +1,8 @@
 """What the binding adds to an acquire + release, set against what a cffi call costs by itself,
 all in one run.
 
-Run from the repository root after `cargo build --release`: `python3 ffi/python/bench.py`.
+Run from the repository root after `cargo build --release` and `pip install ./ffi/python` (which
+builds the C fast path): `python3 ffi/python/bench.py`.
 Each of ROUNDS rounds times a batch of pairs of every kind, in turn (rotated, so no kind always
 follows the same one); the figures are medians over the rounds, per pair, in ns:
 
@@ -11,17 +12,28 @@ follows the same one); the figures are medians over the rounds, per pair, in ns:
   handle's own type: cffi converts an untyped ``ffi.NULL`` on a slower path)
 - cffi: two bare cffi calls per pair on a preallocated permit (cffi_at: with the caller's time,
   so no clock is read)
-- with: ``with limiter.acquire(): pass``, this package's API, which reads the limiter's clock
+- with: ``with limiter.acquire(): pass``, this package's API, which reads the limiter's clock:
+  ``valve.Limiter`` as imported, so the C fast path (``valve._fastpath``) where it was built
+- with_pure_python: the same through the pure-Python classes (``valve._PyLimiter``), the path
+  taken without the extension or with ``VALVE_PURE_PYTHON=1``
 
 "added" is a figure minus the library's; the target is added <= 1.1 x empty. valve's default
 AIMD limiter throughout, as criterion's ``ffi/c_aimd_*`` (``cargo bench --bench ffi``).
 """
 
 import statistics
+import sys
 from time import perf_counter_ns
 
-import valve
-from valve._native import ffi, lib
+# The installed package first, as the tests use it: the source tree beside this script has no
+# built extension. The source tree where none is installed.
+_here = sys.path.pop(0)
+try:
+    import valve
+except ImportError:
+    sys.path.insert(0, _here)
+    import valve
+from valve._native import ffi, lib  # noqa: E402
 
 ROUNDS = 100
 BATCH = 2000
@@ -35,6 +47,7 @@ try_acquire, release = lib.valve_limiter_try_acquire, lib.valve_limiter_release
 
 def main() -> None:
     at, clock = valve.Limiter(), valve.Limiter()
+    pure = valve._PyLimiter()
     at_handle, clock_handle = at._live(), clock._live()
     permit = ffi.new("valve_permit *")
     elapsed = ffi.new("uint64_t *")
@@ -87,8 +100,8 @@ def main() -> None:
         lib.valve_limiter_bench_pairs(clock_handle, BATCH, elapsed)
         return elapsed[0]
 
-    def with_block() -> int:
-        acquire = clock.acquire
+    def with_block(limiter) -> int:
+        acquire = limiter.acquire
         began = perf_counter_ns()
         for _ in range(BATCH):
             with acquire():
@@ -102,7 +115,8 @@ def main() -> None:
         "empty": empty,
         "library": library,
         "cffi": cffi_clock,
-        "with": with_block,
+        "with": lambda: with_block(clock),
+        "with_pure_python": lambda: with_block(pure),
     }
     names = list(kinds)
     samples = {name: [] for name in names}
@@ -112,12 +126,15 @@ def main() -> None:
             samples[name].append(kinds[name]() / BATCH)
     ns = {name: statistics.median(values) for name, values in samples.items()}
 
+    path = "C fast path" if valve._fastpath is not None else "pure Python"
     print(f"per pair, median of {ROUNDS} rounds of {BATCH}; target: added <= 1.1 x empty")
+    print(f"with: valve.Limiter ({path}); with_pure_python: valve._PyLimiter")
     print(f"{'':22} {'total':>8} {'library':>8} {'added':>8} {'empty':>8} {'ratio':>7}")
     for total, work, floor in (
         ("cffi_at", "library_at", "empty_at"),
         ("cffi", "library", "empty"),
         ("with", "library", "empty"),
+        ("with_pure_python", "library", "empty"),
     ):
         added = ns[total] - ns[work]
         print(

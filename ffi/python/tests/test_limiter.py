@@ -70,7 +70,8 @@ def test_with_block_reports_outcomes():
 
 
 def test_permits_from_many_blocks_are_distinct_and_outlive_their_block():
-    limiter = valve.Limiter(valve.FixedConfig(1000))
+    # Blocks of permits are the pure-Python path's; the C path's permits hold theirs inline.
+    limiter = valve._PyLimiter(valve.FixedConfig(1000))
     permits = [limiter.acquire() for _ in range(600)]  # across three blocks of slots
     assert len({int(ffi.cast("uintptr_t", p._permit)) for p in permits}) == 600
     gc.collect()  # the limiter has moved on from the first block; its permits keep it

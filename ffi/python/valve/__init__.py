@@ -14,10 +14,20 @@ Leaving the ``with`` block normally reports success; an exception listed in ``dr
 exception releases the slot and teaches nothing. ``permit.dropped()`` inside the block reports
 explicitly.
 
-Every method of a Limiter may be called from any thread (the C calls release the GIL), except
-``close()``, which must not run concurrently with other calls on the same limiter.
+Every method of a Limiter may be called from any thread, except ``close()``, which must not run
+concurrently with other calls on the same limiter. Calls that may wait release the GIL.
+
+Two implementations sit behind ``Limiter`` and ``Permit``, with one API. Where the optional C
+extension ``valve._fastpath`` (``valve/_fastpath.c``, built by ``pip install`` when a compiler is
+there) was built, ``Limiter.acquire()`` and the permit's methods run in C and call libvalve
+directly, holding the GIL for those calls, which never wait: ``with limiter.acquire():`` then
+costs about what two bare cffi calls do. Without it, or with ``VALVE_PURE_PYTHON=1`` in the
+environment, the pure-Python classes (``_PyLimiter``, ``_PyPermit``) call libvalve through cffi.
+The extension is used only after its compiled ``valve_permit`` layout matched the header cffi read.
 """
 
+import os
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Tuple, Type, Union
 
@@ -368,7 +378,8 @@ class Limiter:
         if status != lib.VALVE_OK:
             _raise(status)
         self._handle: Optional[object] = ffi.gc(out[0], lib.valve_limiter_free)
-        self._permits = _carve()
+        # The first block is carved on first use: valve._fastpath's permits need none.
+        self._permits = (None, [])
 
     def _live(self):
         handle = self._handle
@@ -405,7 +416,7 @@ class Limiter:
         status = _try_acquire(handle, permit)
         if status == _OK:
             # Built without running `__init__`, which would cost one more Python frame.
-            held = _new_permit_object(Permit)
+            held = _new_permit_object(_PyPermit)
             held._limiter = self
             held._permit = permit
             held._block = block
@@ -421,7 +432,7 @@ class Limiter:
         permit, block = self._new_permit()
         status = lib.valve_limiter_acquire_timeout(self._live(), _ns(timeout, "timeout"), permit)
         if status == _OK:
-            return Permit(self, permit, block)
+            return _PyPermit(self, permit, block)
         _raise(status)
 
     def set_limit(self, limit: int) -> int:
@@ -465,6 +476,71 @@ class Limiter:
     def __exit__(self, exc_type, exc, tb) -> bool:
         self.close()
         return False
+
+
+_PyPermit, _PyLimiter = Permit, Limiter
+
+
+def _load_fastpath():
+    """The C extension, initialised, or None where the pure-Python path is to be used."""
+    if os.environ.get("VALVE_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from . import _fastpath
+    except ImportError:
+        return None
+    permit = "valve_permit"
+    fields = ("limiter_id", "start_ns", "in_flight", "state")
+    expected = (
+        ffi.sizeof(permit),
+        *(ffi.offsetof(permit, field) for field in fields),
+        *(_OK, _REJECTED, _STALE_PERMIT, lib.VALVE_PERMIT_HELD, _SUCCESS, _DROPPED, _IGNORED),
+    )
+    if _fastpath.layout() != expected:
+        warnings.warn(
+            "valve: valve._fastpath was built against another valve.h than the one loaded; "
+            "using the pure-Python path (reinstall the package)",
+            RuntimeWarning,
+        )
+        return None
+
+    def address(cdata) -> int:
+        return int(ffi.cast("uintptr_t", cdata))
+
+    entries = (lib.valve_limiter_try_acquire, lib.valve_limiter_acquire_timeout, _release)
+    _fastpath.init(address, *map(address, entries), Closed, Rejected, _raise)
+    return _fastpath
+
+
+_fastpath = _load_fastpath()
+
+if _fastpath is not None:
+    Permit = _fastpath.Permit  # noqa: F811
+
+    class Limiter(_fastpath.LimiterCore, _PyLimiter):  # noqa: F811
+        # `acquire` comes from LimiterCore, first in the MRO; the rest from _PyLimiter.
+        __doc__ = _PyLimiter.__doc__
+
+        def __init__(
+            self,
+            config: Union[AimdConfig, FixedConfig, Preset, None] = None,
+            *,
+            dropped_on: Tuple[Type[BaseException], ...] = (TimeoutError,),
+        ) -> None:
+            super().__init__(config, dropped_on=dropped_on)
+            self._bind(self._handle)
+
+        def acquire_timeout(self, timeout: float) -> Permit:
+            return self._acquire_timeout(_ns(timeout, "timeout"))
+
+        acquire_timeout.__doc__ = _PyLimiter.acquire_timeout.__doc__
+
+        def close(self) -> None:
+            # The C side lets go of the handle before it is freed.
+            self._unbind()
+            super().close()
+
+        close.__doc__ = _PyLimiter.close.__doc__
 
 
 from ._controls import (  # noqa: E402  (needs the errors above)
