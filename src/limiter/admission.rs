@@ -245,22 +245,22 @@ mod tests {
         assert_eq!(a.load(), (0, 1));
     }
 
-    /// Two refused releases racing: each borrows, each undoes, and a borrow seen by the other
-    /// (guard clear, in-flight not 0) is refused too.
+    /// Two refused releases overlapping, stepped by hand: a borrow at the largest limit leaves
+    /// the limit bits alone and admits nothing, and the second borrower, which sees the guard
+    /// clear with in-flight not 0, is refused and undoes its own borrow.
     #[test]
     fn overlapping_borrows_are_each_refused_and_undone() {
-        let a = Admission::new(MAX_LIMIT_FOR_TEST);
+        use crate::limit::MAX_LIMIT;
+        let a = Admission::new(MAX_LIMIT);
         let before = a.word.load(Ordering::Relaxed);
         let first = a.word.fetch_sub(1, Ordering::Relaxed);
         assert!(a.try_acquire().is_err(), "nothing is admitted during a borrow");
-        assert_eq!(a.load().1, MAX_LIMIT_FOR_TEST, "the limit bits are untouched");
+        assert_eq!(a.load().1, MAX_LIMIT, "the limit bits are untouched");
         assert!(!a.release_if_held().held, "a second borrower sees the guard clear");
         assert_eq!(first, before);
         a.undo_borrow();
         assert_eq!(a.word.load(Ordering::Relaxed), before);
     }
-
-    const MAX_LIMIT_FOR_TEST: u32 = crate::limit::MAX_LIMIT;
 }
 
 /// The borrow of `BORROW_GUARD`, model-checked. It lives here rather than in `tests/loom.rs`
