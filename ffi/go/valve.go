@@ -21,10 +21,10 @@ package valve
 #cgo LDFLAGS: ${SRCDIR}/../../target/release/libvalve.a -lm -ldl -lpthread
 // valve keeps no pointer past a call and never calls back into Go: cgo may then skip the
 // escape of arguments to the heap and the callback bookkeeping.
-#cgo noescape valve_limiter_try_acquire
-#cgo nocallback valve_limiter_try_acquire
-#cgo noescape valve_limiter_release
-#cgo nocallback valve_limiter_release
+#cgo noescape valve_go_try_acquire
+#cgo nocallback valve_go_try_acquire
+#cgo noescape valve_go_release
+#cgo nocallback valve_go_release
 #cgo noescape valve_limiter_get_snapshot
 #cgo nocallback valve_limiter_get_snapshot
 #cgo noescape valve_limiter_acquire_until
@@ -34,6 +34,18 @@ package valve
 #cgo noescape valve_limiter_acquire_cancellable
 #cgo nocallback valve_limiter_acquire_cancellable
 #include "valve.h"
+
+// The hot path's handle crosses as an integer. It points to C memory, where cgo's check for Go
+// pointers (a runtime call for each argument whose type it cannot see into, as the opaque
+// valve_limiter) has nothing to find; the check cost as much as the rest of the binding.
+static inline valve_status valve_go_try_acquire(uintptr_t limiter, valve_permit *out) {
+    return valve_limiter_try_acquire((const valve_limiter *)limiter, out);
+}
+
+static inline valve_status valve_go_release(uintptr_t limiter, valve_permit *permit,
+                                            uint32_t outcome) {
+    return valve_limiter_release((const valve_limiter *)limiter, permit, outcome);
+}
 */
 import "C"
 
@@ -43,6 +55,7 @@ import (
 	"runtime"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // Status is a valve_status code. The non-OK ones are errors; compare with errors.Is.
@@ -280,6 +293,9 @@ type Limiter struct {
 	ptr *C.valve_limiter
 }
 
+// raw is the handle as the hot path's shims take it.
+func (l *Limiter) raw() C.uintptr_t { return C.uintptr_t(uintptr(unsafe.Pointer(l.ptr))) }
+
 // New creates a Limiter; a config the library refuses gives ErrInvalidArgument.
 func New(config Config) (*Limiter, error) {
 	cfg, err := config.toC()
@@ -319,7 +335,7 @@ func (l *Limiter) TryAcquire() (Permit, error) {
 	if l.ptr == nil {
 		return p, ErrClosed
 	}
-	status := C.valve_limiter_try_acquire(l.ptr, &p.permit)
+	status := C.valve_go_try_acquire(l.raw(), &p.permit)
 	runtime.KeepAlive(l)
 	return p, statusError(status)
 }
@@ -440,7 +456,7 @@ func (p *Permit) release(outcome C.uint32_t) error {
 	if p.limiter.ptr == nil {
 		return ErrClosed
 	}
-	status := C.valve_limiter_release(p.limiter.ptr, &p.permit, outcome)
+	status := C.valve_go_release(p.limiter.raw(), &p.permit, outcome)
 	runtime.KeepAlive(p.limiter)
 	return statusError(status)
 }

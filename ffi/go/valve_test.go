@@ -198,6 +198,8 @@ func TestConcurrentGoroutines(t *testing.T) {
 //
 //   - library: the pairs made and timed inside valve (valve_limiter_bench_pairs[_at]): the work
 //   - empty: two cgo calls of the same signatures to empty C functions: the cgo floor
+//   - empty_raw: the same with the handle as an integer, the signatures of the shims this
+//     package's API calls (cgo checks no pointer there): the floor of the API's own calls
 //   - cgo: two bare cgo calls to valve per pair (cgo_at: with the caller's time, no clock read)
 //   - TryAcquire+Success: this package's API, which reads the limiter's clock
 //
@@ -224,6 +226,7 @@ func BenchmarkOverhead(b *testing.B) {
 		{"empty", func() time.Duration { return timeEmptyPairs(clock, batch) }},
 		{"library", func() time.Duration { return timeLibraryPairs(clock, batch) }},
 		{"cgo", func() time.Duration { return timeCgoPairs(clock, batch) }},
+		{"empty_raw", func() time.Duration { return timeEmptyRawPairs(clock, batch) }},
 		{"TryAcquire+Success", func() time.Duration { return timeTryAcquireSuccess(clock, batch) }},
 	}
 	samples := make([][]float64, len(cases))
@@ -243,15 +246,16 @@ func BenchmarkOverhead(b *testing.B) {
 		ns[cases[c].name] = median(s)
 	}
 	b.Logf("per pair, median of %d rounds of %d:", b.N, batch)
-	b.Logf("%-20s %8s %8s %8s %8s %7s", "", "total", "library", "added", "empty", "ratio")
-	for _, row := range [][3]string{
-		{"cgo_at", "library_at", "empty_at"},
-		{"cgo", "library", "empty"},
-		{"TryAcquire+Success", "library", "empty"},
+	b.Logf("%-24s %8s %8s %8s %8s %7s", "", "total", "library", "added", "empty", "ratio")
+	for _, row := range [][4]string{
+		{"cgo_at", "cgo_at", "library_at", "empty_at"},
+		{"cgo", "cgo", "library", "empty"},
+		{"TryAcquire+Success", "TryAcquire+Success", "library", "empty"},
+		{"TryAcquire+Success/raw", "TryAcquire+Success", "library", "empty_raw"},
 	} {
-		total, work, empty := ns[row[0]], ns[row[1]], ns[row[2]]
+		total, work, empty := ns[row[1]], ns[row[2]], ns[row[3]]
 		added := total - work
-		b.Logf("%-20s %8.1f %8.1f %8.1f %8.1f %7.2f", row[0], total, work, added, empty, added/empty)
+		b.Logf("%-24s %8.1f %8.1f %8.1f %8.1f %7.2f", row[0], total, work, added, empty, added/empty)
 		b.ReportMetric(added/empty, row[0]+"-added/empty")
 	}
 }
