@@ -8,6 +8,10 @@ package valve
 #cgo nocallback valve_limiter_try_acquire_at
 #cgo noescape valve_limiter_release_at
 #cgo nocallback valve_limiter_release_at
+#cgo noescape valve_limiter_try_acquire
+#cgo nocallback valve_limiter_try_acquire
+#cgo noescape valve_limiter_release
+#cgo nocallback valve_limiter_release
 #cgo noescape valve_go_empty_try_acquire_at
 #cgo nocallback valve_go_empty_try_acquire_at
 #cgo noescape valve_go_empty_release_at
