@@ -78,14 +78,21 @@ static PyObject *set_status(valve_status status)
     return NULL;
 }
 
-/* The raw handle must be read after this allocation: it may run a collection, and with it a
- * finaliser that closes the limiter. */
-static Permit *new_permit(void)
+/* A new permit and the limiter's raw handle, or NULL with an exception set (Closed when the
+ * limiter is). The handle is read after the allocation: that may run a collection, and with it
+ * a finaliser that closes the limiter. */
+static Permit *new_permit(Core *core, const valve_limiter **raw)
 {
     Permit *permit = PyObject_GC_New(Permit, &PermitType);
-    if (permit != NULL) {
-        permit->core = NULL;
-        permit->permit = (valve_permit){0};
+    if (permit == NULL)
+        return NULL;
+    permit->core = NULL;
+    permit->permit = (valve_permit){0};
+    *raw = core->raw;
+    if (*raw == NULL) {
+        Py_DECREF(permit);
+        set_closed();
+        return NULL;
     }
     return permit;
 }
@@ -111,14 +118,10 @@ static PyObject *admitted(Core *self, Permit *permit, valve_status status, int t
 
 static PyObject *core_acquire(Core *self, PyObject *Py_UNUSED(unused))
 {
-    Permit *permit = new_permit();
+    const valve_limiter *raw;
+    Permit *permit = new_permit(self, &raw);
     if (permit == NULL)
         return NULL;
-    const valve_limiter *raw = self->raw;
-    if (raw == NULL) {
-        Py_DECREF(permit);
-        return set_closed();
-    }
     return admitted(self, permit, try_acquire(raw, &permit->permit), 0);
 }
 
@@ -127,14 +130,10 @@ static PyObject *core_acquire_timeout(Core *self, PyObject *arg)
     uint64_t timeout_ns = PyLong_AsUnsignedLongLong(arg);
     if (PyErr_Occurred())
         return NULL;
-    Permit *permit = new_permit();
+    const valve_limiter *raw;
+    Permit *permit = new_permit(self, &raw);
     if (permit == NULL)
         return NULL;
-    const valve_limiter *raw = self->raw;
-    if (raw == NULL) {
-        Py_DECREF(permit);
-        return set_closed();
-    }
     valve_status status;
     Py_BEGIN_ALLOW_THREADS
     status = acquire_timeout(raw, timeout_ns, &permit->permit);
