@@ -1119,6 +1119,22 @@ mod tests {
         unsafe impl Send for Shared {}
         // SAFETY: as above.
         unsafe impl Sync for Shared {}
+        impl Shared {
+            /// Waits with the token and no deadline; answers when the wait returned, too.
+            fn wait(&self) -> (valve_status, valve_permit, Instant) {
+                let mut permit = valve_permit::empty();
+                // SAFETY: live handles (the test frees them after joining) and a local permit.
+                let status = unsafe {
+                    valve_limiter_acquire_cancellable(self.0, self.1, u64::MAX, &mut permit)
+                };
+                (status, permit, Instant::now())
+            }
+        }
+        let until_queued = |handle| {
+            while snapshot(handle).queued == 0 {
+                std::thread::yield_now();
+            }
+        };
 
         let handle = new_limiter(&valve_limiter_config_fixed(1));
         let mut token = ptr::null_mut();
@@ -1144,23 +1160,12 @@ mod tests {
             let shared = Shared(handle, token);
             let cancelled_at = std::thread::scope(|scope| {
                 let shared = &shared;
-                let wait = scope.spawn(move || {
-                    let mut permit = valve_permit::empty();
-                    let status = valve_limiter_acquire_cancellable(
-                        shared.0,
-                        shared.1,
-                        u64::MAX,
-                        &mut permit,
-                    );
-                    (status, permit.state, Instant::now())
-                });
-                while snapshot(handle).queued == 0 {
-                    std::thread::yield_now();
-                }
+                let wait = scope.spawn(move || shared.wait());
+                until_queued(handle);
                 let cancelled_at = Instant::now();
                 assert_eq!(valve_cancel_token_cancel(token), valve_status::VALVE_OK);
-                let (status, state, returned_at) = wait.join().unwrap();
-                assert_eq!((status, state), (valve_status::VALVE_CANCELLED, PERMIT_EMPTY));
+                let (status, permit, returned_at) = wait.join().unwrap();
+                assert_eq!((status, permit.state), (valve_status::VALVE_CANCELLED, PERMIT_EMPTY));
                 returned_at - cancelled_at
             });
             assert!(cancelled_at < Duration::from_secs(1), "woken, not polled: {cancelled_at:?}");
@@ -1176,21 +1181,10 @@ mod tests {
             let shared = Shared(handle, token);
             std::thread::scope(|scope| {
                 let shared = &shared;
-                let wait = scope.spawn(move || {
-                    let mut permit = valve_permit::empty();
-                    let status = valve_limiter_acquire_cancellable(
-                        shared.0,
-                        shared.1,
-                        u64::MAX,
-                        &mut permit,
-                    );
-                    (status, permit)
-                });
-                while snapshot(handle).queued == 0 {
-                    std::thread::yield_now();
-                }
+                let wait = scope.spawn(move || shared.wait());
+                until_queued(handle);
                 assert_eq!(valve_limiter_release(handle, &mut held, 2), valve_status::VALVE_OK);
-                let (status, mut granted) = wait.join().unwrap();
+                let (status, mut granted, _) = wait.join().unwrap();
                 assert_eq!((status, granted.state), (valve_status::VALVE_OK, PERMIT_HELD));
                 assert_eq!(valve_limiter_release(handle, &mut granted, 0), valve_status::VALVE_OK);
             });
