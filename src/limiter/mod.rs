@@ -241,9 +241,10 @@ impl<A: LimitAlgorithm, C: Clock> Limiter<A, C> {
         self.report(start, in_flight, outcome, now);
     }
 
-    /// As [`release_at`](Self::release_at), unless no slot is held: then it changes nothing and
-    /// answers `false`. For the C ABI, whose permits are copyable structs that a caller may
-    /// release twice; Rust permits are consumed by value and keep the `fetch_sub` fast path.
+    /// As [`release_at`](Self::release_at), unless no slot is held: then it records nothing,
+    /// leaves the admission word as it was (see [`Admission::release_if_held`]) and answers
+    /// `false`. For the C ABI, whose permits are copyable structs that a caller may release
+    /// twice; it costs the same one `fetch_sub` as a Rust permit's release.
     // Only the C ABI calls it, and the ABI is not built under loom.
     #[cfg(not(valve_loom))]
     #[inline(always)]
