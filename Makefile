@@ -2,13 +2,13 @@
 CARGO ?= cargo
 LOOM_TARGET_DIR ?= target/loom
 
-.PHONY: test lint unit loom docs header release ffi-c ffi-go ffi-python fuzz
+.PHONY: test lint unit loom docs header package release ffi-c ffi-go ffi-python fuzz
 
-test: lint unit loom docs header ffi-c ffi-go ffi-python fuzz
+test: lint unit loom docs header package ffi-c ffi-go ffi-python fuzz
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 unit:
 	$(CARGO) test --all-targets
@@ -21,6 +21,11 @@ loom:
 
 docs:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
+
+# The crate as crates.io would receive it: packaged, built from the tarball, and a dry-run publish.
+package:
+	$(CARGO) package --allow-dirty -p overload-valve
+	$(CARGO) publish --dry-run --allow-dirty -p overload-valve
 
 # The checked-in C header is what the pinned cbindgen generates now.
 header:

@@ -247,16 +247,19 @@ fn invalid_queue_configs_are_typed_errors() {
     }
 }
 
-#[tokio::test]
-async fn works_under_tokio() {
-    let limiter = Arc::new(Limiter::new(Fixed::new(1).unwrap()).unwrap());
-    let held = limiter.try_acquire().unwrap();
-    let waiter = {
-        let limiter = limiter.clone();
-        tokio::spawn(async move { limiter.acquire().await.map(|p| p.success()).is_ok() })
-    };
-    tokio::task::yield_now().await;
-    held.success();
-    assert!(waiter.await.unwrap());
-    assert_eq!(limiter.in_flight(), 0);
+#[test]
+fn works_under_tokio() {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    runtime.block_on(async {
+        let limiter = Arc::new(Limiter::new(Fixed::new(1).unwrap()).unwrap());
+        let held = limiter.try_acquire().unwrap();
+        let waiter = {
+            let limiter = limiter.clone();
+            tokio::spawn(async move { limiter.acquire().await.map(|p| p.success()).is_ok() })
+        };
+        tokio::task::yield_now().await;
+        held.success();
+        assert!(waiter.await.unwrap());
+        assert_eq!(limiter.in_flight(), 0);
+    });
 }

@@ -1,7 +1,7 @@
 //! What the C ABI adds to an acquire + release, against the same operation through the Rust API,
 //! in the same run.
 //!
-//! Run: `cargo bench --bench ffi`. The C entry points are called through function pointers
+//! Run: `cargo bench -p valve-bench --bench ffi`. The C entry points are called through function pointers
 //! hidden from the optimiser, as a C caller reaches them (no inlining into the caller); the Rust
 //! side uses the same limiter type the C handle holds (`Limiter<Box<dyn LimitAlgorithm>>`). The
 //! harness ends with a paired comparison (`paired`): C and Rust batches timed back to back,

@@ -2,7 +2,7 @@
 //! baselines in the same run: a bare CAS pair on an `AtomicU64`, the same budget guarded by a
 //! `std::sync::Mutex`, and tower's `TpsBudget`. Report each as a ratio to the bare CAS.
 //!
-//! Run: `cargo bench --bench budget`.
+//! Run: `cargo bench -p valve-bench --bench budget`.
 
 use std::hint::black_box;
 use std::sync::Mutex;

@@ -1,6 +1,6 @@
 //! Acquire + release latency of the limiter, with every baseline in the same run.
 //!
-//! Run: `cargo bench --bench acquire`. At the end the harness prints each valve figure as a
+//! Run: `cargo bench -p valve-bench --bench acquire`. At the end the harness prints each valve figure as a
 //! ratio to its baseline, from criterion's own estimates.
 //!
 //! - `uncontended/*`: one thread, acquire then release with a success sample; every algorithm's
@@ -289,7 +289,8 @@ fn contended(c: &mut Criterion, threads: usize) {
 
 /// Criterion's point estimate (mean, ns) for `group/name`, from its output folder.
 fn estimate(group: &str, name: &str) -> Option<f64> {
-    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let dir = std::env::var("CARGO_TARGET_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into());
     let path = format!("{dir}/criterion/{group}/{name}/new/estimates.json");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;

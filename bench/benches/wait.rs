@@ -1,7 +1,7 @@
 //! Waiting support: its cost when nobody waits, and hand-off latency, with baselines in the
 //! same run (std `Mutex` + `Condvar` semaphore, tokio's `Semaphore`).
 //!
-//! Run: `cargo bench --bench wait`.
+//! Run: `cargo bench -p valve-bench --bench wait`.
 //! - `uncontended/*`: one thread, acquire through the waiting entry point then release.
 //! - `handoff/*`: two threads pass one permit back and forth, each blocking until the other
 //!   releases; the figure is time per hand-off (release to the waiter running).
