@@ -11,7 +11,7 @@ fi
 
 generated="$(mktemp)"
 trap 'rm -f "$generated"' EXIT
-cbindgen --config cbindgen.toml --crate valve --quiet --output "$generated" .
+cbindgen --config cbindgen.toml --crate overload-valve --quiet --output "$generated" .
 
 if [[ "${1:-}" == "--write" ]]; then
     cp "$generated" include/valve.h
