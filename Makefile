@@ -1,10 +1,14 @@
 # `make test` runs every test the project has; CI (.ci/run) calls it.
 CARGO ?= cargo
 LOOM_TARGET_DIR ?= target/loom
+# Where `make install` puts the C library; DESTDIR stages it (the files still name PREFIX).
+PREFIX ?= /usr/local
+DESTDIR ?=
 
-.PHONY: test lint unit loom docs header package release ffi-c ffi-go ffi-python fuzz
+.PHONY: test lint unit loom docs header package release install build-tree-pc install-test \
+	ffi-c ffi-go ffi-python fuzz
 
-test: lint unit loom docs header package ffi-c ffi-go ffi-python fuzz
+test: lint unit loom docs header package ffi-c ffi-go ffi-python install-test fuzz
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -35,14 +39,32 @@ header:
 release:
 	$(CARGO) build --release
 
+# The C library, header, pkg-config files and CMake package (ffi/c/install.sh lists them).
+# Run `cargo build --release` (or `make release`) first: install builds nothing, so that
+# `sudo make install` needs no Rust toolchain for root.
+install:
+	ffi/c/install.sh "$(DESTDIR)" "$(PREFIX)"
+
+# valve.pc and valve-static.pc for the build tree, in target/pkgconfig: with
+# PKG_CONFIG_PATH=target/pkgconfig, pkg-config users (the Go binding) link target/release.
+build-tree-pc:
+	ffi/c/write-pc.sh "$(CURDIR)/target/pkgconfig" "$(CURDIR)" target/release include
+
+# Installs into temporary prefixes outside the checkout and uses each binding from there.
+install-test: release
+	ffi/c/install-test.sh
+	ffi/go/install-test.sh
+
 ffi-c: release
 	$(MAKE) -C ffi/c
 
+# Against the build tree, linked statically (-tags valve_static) as the README's Go figures were.
 # Go's build cache does not hash headers outside the package, so a changed valve.h could meet
 # a cached cgo object built for the old struct layouts; its checksum in CGO_CFLAGS keys them.
-ffi-go: release
-	cd ffi/go && export CGO_CFLAGS="-O2 -g -DVALVE_HEADER_SUM=$$(cksum < ../../include/valve.h | cut -d' ' -f1)" && \
-		go vet ./... && go test -race -count=1 ./...
+ffi-go: release build-tree-pc
+	cd ffi/go && export PKG_CONFIG_PATH="$(CURDIR)/target/pkgconfig" \
+		CGO_CFLAGS="-O2 -g -DVALVE_HEADER_SUM=$$(cksum < ../../include/valve.h | cut -d' ' -f1)" && \
+		go vet -tags valve_static ./... && go test -tags valve_static -race -count=1 ./...
 
 ffi-python: release
 	ffi/python/test.sh

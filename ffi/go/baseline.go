@@ -24,7 +24,7 @@ package valve
 #cgo nocallback valve_go_empty_try_acquire_raw
 #cgo noescape valve_go_empty_release_raw
 #cgo nocallback valve_go_empty_release_raw
-#include "valve.h"
+#include <valve.h>
 
 // Empty functions with the signatures of the entry points measured: what a cgo call of that
 // shape costs by itself. Not inlined into cgo's wrappers, so each is a real call, as valve's are.

@@ -1,7 +1,7 @@
 package valve
 
 /*
-#include "valve.h"
+#include <valve.h>
 */
 import "C"
 

@@ -1,3 +1,3 @@
-module valve.example/valve
+module github.com/overload-valve/valve/ffi/go
 
 go 1.24

@@ -2,9 +2,16 @@
 // admits work up to an adaptive limit and sheds the rest at once (limiter in valve.go), retry
 // budgets and backoff (budget.go) and a circuit breaker (breaker.go).
 //
-// It links the static library built by `cargo build --release` at the repository root. Every
-// method of a Limiter is safe for concurrent use, except Close, which must not run concurrently
-// with anything else on the same Limiter.
+// It links libvalve, found through pkg-config: install it from the repository root with
+// `cargo build --release && make install PREFIX=...` and, if PREFIX/lib/pkgconfig is not on
+// pkg-config's search path, set PKG_CONFIG_PATH to it. By default it links libvalve.so (found at
+// run time through ld.so.conf or LD_LIBRARY_PATH); `-tags valve_static` links libvalve.a into
+// the binary. In a checkout, `make build-tree-pc` writes pkg-config files for target/release
+// into target/pkgconfig. Without libvalve, pkg-config's error names install-libvalve.pc (see
+// link_shared.go); with CGO_ENABLED=0, the compiler's names valve_requires_cgo (nocgo.go).
+//
+// Every method of a Limiter is safe for concurrent use, except Close, which must not run
+// concurrently with anything else on the same Limiter.
 //
 //	limiter, err := valve.New(valve.DefaultConfig())
 //	if err != nil { ... }
@@ -17,8 +24,6 @@
 package valve
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../include
-#cgo LDFLAGS: ${SRCDIR}/../../target/release/libvalve.a -lm -ldl -lpthread
 // valve keeps no pointer past a call and never calls back into Go: cgo may then skip the
 // escape of arguments to the heap and the callback bookkeeping.
 #cgo noescape valve_go_try_acquire
@@ -33,7 +38,7 @@ package valve
 #cgo nocallback valve_limiter_acquire_timeout
 #cgo noescape valve_limiter_acquire_cancellable
 #cgo nocallback valve_limiter_acquire_cancellable
-#include "valve.h"
+#include <valve.h>
 
 // The hot path's handle crosses as an integer. It points to C memory, where cgo's check for Go
 // pointers (a runtime call for each argument whose type it cannot see into, as the opaque
