@@ -2,8 +2,10 @@
  * Shedding load with valve from C: admit work up to an adaptive limit, refuse the rest at once,
  * and report how each admitted call ended so the limit learns.
  *
- * Build (after `cargo build --release`):
- *   cc -std=c11 -Iinclude ffi/c/example.c target/release/libvalve.a -lpthread -ldl -lm
+ * Build against an installed valve (README, "C"):
+ *   cc -std=c11 ffi/c/example.c $(pkg-config --cflags --libs valve)
+ * or in the checkout, after `cargo build --release`:
+ *   cc -std=c11 -Iinclude ffi/c/example.c target/release/libvalve.a -Wl,--gc-sections -lpthread -ldl -lm
  */
 #include <stdio.h>
 
