@@ -5,7 +5,7 @@ LOOM_TARGET_DIR ?= target/loom
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: test lint unit loom docs header package release install build-tree-pc install-test \
+.PHONY: test lint unit loom docs header package release install build-tree install-test \
 	ffi-c ffi-go ffi-python fuzz
 
 test: lint unit loom docs header package ffi-c ffi-go ffi-python install-test fuzz
@@ -45,9 +45,12 @@ release:
 install:
 	ffi/c/install.sh "$(DESTDIR)" "$(PREFIX)"
 
-# valve.pc and valve-static.pc for the build tree, in target/pkgconfig: with
-# PKG_CONFIG_PATH=target/pkgconfig, pkg-config users (the Go binding) link target/release.
-build-tree-pc:
+# The build tree as an install: valve.pc and valve-static.pc in target/pkgconfig, for
+# target/release, and the link target/release/libvalve.so.0 (the SONAME) that the loader looks
+# for. With PKG_CONFIG_PATH="$PWD/target/pkgconfig", pkg-config users (the Go binding) link it.
+build-tree: release
+	ln -sfn libvalve.so target/release/$$(readelf -d target/release/libvalve.so | \
+		sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
 	ffi/c/write-pc.sh "$(CURDIR)/target/pkgconfig" "$(CURDIR)" target/release include
 
 # Installs into temporary prefixes outside the checkout and uses each binding from there.
@@ -61,7 +64,7 @@ ffi-c: release
 # Against the build tree, linked statically (-tags valve_static) as the README's Go figures were.
 # Go's build cache does not hash headers outside the package, so a changed valve.h could meet
 # a cached cgo object built for the old struct layouts; its checksum in CGO_CFLAGS keys them.
-ffi-go: release build-tree-pc
+ffi-go: release build-tree
 	cd ffi/go && export PKG_CONFIG_PATH="$(CURDIR)/target/pkgconfig" \
 		CGO_CFLAGS="-O2 -g -DVALVE_HEADER_SUM=$$(cksum < ../../include/valve.h | cut -d' ' -f1)" && \
 		go vet -tags valve_static ./... && go test -tags valve_static -race -count=1 ./...
