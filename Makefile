@@ -62,12 +62,13 @@ ffi-c: release
 	$(MAKE) -C ffi/c
 
 # Against the build tree, linked statically (-tags valve_static) as the README's Go figures were.
-# Go's build cache does not hash headers outside the package, so a changed valve.h could meet
-# a cached cgo object built for the old struct layouts; its checksum in CGO_CFLAGS keys them.
+# Go's build cache hashes neither headers outside the package nor what pkg-config says, so a
+# changed valve.h could meet a cached cgo object built for the old struct layouts, and another
+# checkout's build could link this one's library; their checksum in CGO_CFLAGS keys them.
 ffi-go: release build-tree
 	cd ffi/go && export PKG_CONFIG_PATH="$(CURDIR)/target/pkgconfig" \
-		CGO_CFLAGS="-O2 -g -DVALVE_HEADER_SUM=$$(cksum < ../../include/valve.h | cut -d' ' -f1)" && \
-		go vet -tags valve_static ./... && go test -tags valve_static -race -count=1 ./...
+		CGO_CFLAGS="-O2 -g -DVALVE_BUILD_SUM=$$(cat ../../include/valve.h ../../target/pkgconfig/*.pc | cksum | cut -d' ' -f1)" && \
+		go vet ./... && go vet -tags valve_static ./... && go test -tags valve_static -race -count=1 ./...
 
 ffi-python: release
 	ffi/python/test.sh

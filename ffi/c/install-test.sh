@@ -136,7 +136,13 @@ ok "CMake find_package(valve ${version%.*}) + valve::valve: links libvalve.so.$s
 cmake_build "$tmp/cmake static" -Dvalve_USE_STATIC_LIBS=ON || { cat "$tmp/cmake.log" >&2; fail "CMake static build"; }
 ldd "$tmp/cmake static/example" | grep -q libvalve && fail "the static CMake build needs libvalve.so"
 expect_example_output "$tmp/cmake static/example"
-ok "CMake with valve_USE_STATIC_LIBS=ON: libvalve.a linked in, runs"
+strip -o "$tmp/cmake_static.stripped" "$tmp/cmake static/example"
+cmake_static_size=$(stat -c %s "$tmp/cmake_static.stripped")
+pc_static_size=$(stat -c %s "$tmp/example_static.stripped")
+# Without --gc-sections the static example is some 700 KB larger.
+((cmake_static_size < pc_static_size + 100000)) \
+    || fail "CMake's static example is $cmake_static_size bytes, pkg-config's $pc_static_size: no --gc-sections?"
+ok "CMake with valve_USE_STATIC_LIBS=ON: libvalve.a linked in with --gc-sections ($cmake_static_size bytes stripped; pkg-config's $pc_static_size), runs"
 if cmake_build "$tmp/cmake newer" -DVALVE_VERSION=$((soversion + 1)).0; then
     fail "find_package(valve $((soversion + 1)).0) accepted valve $version"
 fi

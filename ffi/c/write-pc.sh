@@ -4,7 +4,7 @@
 #   ffi/c/write-pc.sh OUTDIR PREFIX LIBDIR INCLUDEDIR
 #
 # LIBDIR and INCLUDEDIR are relative to PREFIX: `lib` and `include` for an install
-# (ffi/c/install.sh), `target/release` and `include` for the build tree (`make build-tree-pc`).
+# (ffi/c/install.sh), `target/release` and `include` for the build tree (`make build-tree`).
 #   valve.pc         -lvalve, which the linker takes as libvalve.so; Libs.private has what a fully
 #                    static link (`cc -static ... $(pkg-config --static --libs valve)`) adds.
 #   valve-static.pc  libvalve.a (as -l:libvalve.a, since -lvalve finds the .so first) with the

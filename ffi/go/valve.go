@@ -6,9 +6,11 @@
 // `cargo build --release && make install PREFIX=...` and, if PREFIX/lib/pkgconfig is not on
 // pkg-config's search path, set PKG_CONFIG_PATH to it. By default it links libvalve.so (found at
 // run time through ld.so.conf or LD_LIBRARY_PATH); `-tags valve_static` links libvalve.a into
-// the binary. In a checkout, `make build-tree-pc` writes pkg-config files for target/release
-// into target/pkgconfig. Without libvalve, pkg-config's error names install-libvalve.pc (see
-// link_shared.go); with CGO_ENABLED=0, the compiler's names valve_requires_cgo (nocgo.go).
+// the binary. In a checkout, `make build-tree` writes pkg-config files for target/release into
+// target/pkgconfig. Without libvalve, pkg-config's error names install-libvalve (see
+// link_shared.go); with CGO_ENABLED=0, the compiler's names valve_requires_cgo (nocgo.go). Go's
+// build cache does not notice a change in what pkg-config says (golang.org/issue/24544): after
+// moving libvalve, run `go clean -cache`.
 //
 // Every method of a Limiter is safe for concurrent use, except Close, which must not run
 // concurrently with anything else on the same Limiter.
