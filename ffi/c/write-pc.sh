@@ -14,8 +14,7 @@
 set -euo pipefail
 [[ $# -eq 4 ]] || { echo "usage: $0 OUTDIR PREFIX LIBDIR INCLUDEDIR" >&2; exit 2; }
 outdir=$1 prefix=$2 libdir=$3 includedir=$4
-cd "$(dirname "$0")/../.."
-version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$(dirname "$0")/../../Cargo.toml" | head -n 1)
 
 # What `cargo rustc --release --lib --crate-type staticlib -- --print native-static-libs` prints
 # (-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc), less -lgcc_s and -lc: the compiler driver adds
