@@ -19,6 +19,8 @@ trap 'rm -rf "$tmp"' EXIT
 prefix="$tmp/valve prefix"
 ok() { echo "ok: $*"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# Pipes end in `grep >/dev/null`, not `grep -q`: -q exits at the first match, and the writer's
+# SIGPIPE would then fail the pipeline under pipefail.
 # pkg-config escapes the blanks of a path with a backslash; eval undoes it, as make's shell does.
 pc_flags() { eval "pc=($(pkg-config "$@"))"; }
 expect_example_output() {
@@ -55,7 +57,7 @@ ok "libvalve.so exports the $(wc -l <"$tmp/declared") functions of valve.h and n
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 pc_flags --cflags --libs valve
 "$CC" "${cflags[@]}" -o "$tmp/example_shared" ffi/c/example.c "${pc[@]}"
-LD_LIBRARY_PATH="$prefix/lib" ldd "$tmp/example_shared" | grep -q "libvalve.so.$soversion => $prefix/lib/libvalve.so.$soversion" \
+LD_LIBRARY_PATH="$prefix/lib" ldd "$tmp/example_shared" | grep "libvalve.so.$soversion => $prefix/lib/libvalve.so.$soversion" >/dev/null \
     || fail "example_shared does not load the installed libvalve.so.$soversion"
 expect_example_output env LD_LIBRARY_PATH="$prefix/lib" "$tmp/example_shared"
 ok "cc example.c \$(pkg-config --cflags --libs valve): loads $prefix/lib/libvalve.so.$soversion through LD_LIBRARY_PATH, runs"
@@ -66,7 +68,7 @@ ok "the same with -Wl,-rpath: runs with no LD_LIBRARY_PATH"
 # libvalve.a linked in, libc shared.
 pc_flags --static --cflags --libs valve-static
 "$CC" "${cflags[@]}" -o "$tmp/example_static" ffi/c/example.c "${pc[@]}"
-ldd "$tmp/example_static" | grep -q libvalve && fail "example_static needs libvalve.so"
+ldd "$tmp/example_static" | grep libvalve >/dev/null && fail "example_static needs libvalve.so"
 expect_example_output "$tmp/example_static"
 ok "cc example.c \$(pkg-config --static --cflags --libs valve-static): libvalve.a linked in, no libvalve.so needed, runs"
 
@@ -75,11 +77,11 @@ ok "cc example.c \$(pkg-config --static --cflags --libs valve-static): libvalve.
 pc_flags --static --cflags --libs valve
 "$CC" "${cflags[@]}" -static -o "$tmp/example_all_static" ffi/c/example.c "${pc[@]}" 2>"$tmp/link.log" \
     || { cat "$tmp/link.log" >&2; fail "cc -static with pkg-config --static valve"; }
-if grep -v -e 'statically linked applications requires at runtime' -e 'in function' "$tmp/link.log" | grep -q .; then
+if grep -v -e 'statically linked applications requires at runtime' -e 'in function' "$tmp/link.log" | grep . >/dev/null; then
     cat "$tmp/link.log" >&2
     fail "cc -static printed more than glibc's NSS warnings"
 fi
-readelf -l "$tmp/example_all_static" | grep -q INTERP && fail "example_all_static has a dynamic loader"
+readelf -l "$tmp/example_all_static" | grep INTERP >/dev/null && fail "example_all_static has a dynamic loader"
 expect_example_output "$tmp/example_all_static"
 ok "cc -static example.c \$(pkg-config --static --cflags --libs valve): no dynamic loader, runs"
 
@@ -129,12 +131,12 @@ cmake_build() { # build-dir, extra configure arguments...
         && cmake --build "$dir" >>"$tmp/cmake.log" 2>&1
 }
 cmake_build "$tmp/cmake shared" -DVALVE_VERSION="${version%.*}" || { cat "$tmp/cmake.log" >&2; fail "CMake shared build"; }
-ldd "$tmp/cmake shared/example" | grep -q "libvalve.so.$soversion => $prefix/lib/libvalve.so.$soversion" \
+ldd "$tmp/cmake shared/example" | grep "libvalve.so.$soversion => $prefix/lib/libvalve.so.$soversion" >/dev/null \
     || fail "the CMake build does not load the installed libvalve.so.$soversion"
 expect_example_output "$tmp/cmake shared/example"
 ok "CMake find_package(valve ${version%.*}) + valve::valve: links libvalve.so.$soversion (CMake's rpath), runs"
 cmake_build "$tmp/cmake static" -Dvalve_USE_STATIC_LIBS=ON || { cat "$tmp/cmake.log" >&2; fail "CMake static build"; }
-ldd "$tmp/cmake static/example" | grep -q libvalve && fail "the static CMake build needs libvalve.so"
+ldd "$tmp/cmake static/example" | grep libvalve >/dev/null && fail "the static CMake build needs libvalve.so"
 expect_example_output "$tmp/cmake static/example"
 strip -o "$tmp/cmake_static.stripped" "$tmp/cmake static/example"
 cmake_static_size=$(stat -c %s "$tmp/cmake_static.stripped")

@@ -18,6 +18,8 @@ trap 'rm -rf "$tmp"' EXIT
 prefix="$tmp/valve prefix"
 ok() { echo "ok: $*"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# Pipes end in `grep >/dev/null`, not `grep -q`: -q exits at the first match, and the writer's
+# SIGPIPE would then fail the pipeline under pipefail.
 
 for shim in ffi/go/install-libvalve.pc ffi/go/install-libvalve-static.pc; do
     grep -qx "Version: $version" "$shim" && grep -q "^Requires: valve[-a-z]* >= $version\$" "$shim" \
@@ -128,13 +130,13 @@ expect_output() {
 }
 
 go_build installed -o app_shared .
-LD_LIBRARY_PATH="$prefix/lib" ldd app_shared | grep -q "libvalve.so.$soversion => $prefix/lib/libvalve.so.$soversion" \
+LD_LIBRARY_PATH="$prefix/lib" ldd app_shared | grep "libvalve.so.$soversion => $prefix/lib/libvalve.so.$soversion" >/dev/null \
     || fail "app_shared does not load the installed libvalve.so.$soversion"
 expect_output env LD_LIBRARY_PATH="$prefix/lib" ./app_shared
 ok "go build in a fresh module (replace => checkout's ffi/go, PKG_CONFIG_PATH=\$PREFIX/lib/pkgconfig): loads libvalve.so.$soversion, limiter + budget + breaker run"
 
 go_build installed -tags valve_static -o app_static .
-ldd app_static | grep -q libvalve && fail "app_static needs libvalve.so"
+ldd app_static | grep libvalve >/dev/null && fail "app_static needs libvalve.so"
 expect_output ./app_static
 ok "go build -tags valve_static: libvalve.a linked in, no libvalve.so needed, runs"
 
