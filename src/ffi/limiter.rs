@@ -151,8 +151,8 @@ pub struct valve_limiter_config {
 /// through the struct the acquire filled in (or one it was moved to). The limiter tracks the
 /// struct it is handed, not copies: releasing one copy marks that copy only, so releasing a
 /// second copy returns another caller's slot (or, when the limiter holds no slot at all,
-/// answers `VALVE_STALE_PERMIT` and leaves the limiter as it was; an acquire racing that
-/// refusal may be refused too). Do not copy a held permit.
+/// answers `VALVE_STALE_PERMIT` and leaves the limiter as it was, refusing no acquire that
+/// races it). Do not copy a held permit.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct valve_permit {
@@ -950,11 +950,12 @@ fn release(
         return valve_status::VALVE_FOREIGN_PERMIT;
     }
     // Marked first: the struct must never look held once its slot is back. A copy of an
-    // already released permit still looks held; the checked release (one `fetch_sub`, as a
-    // Rust permit's) refuses it when no slot is held at all, so in-flight cannot wrap below 0
-    // (with other slots held it returns one of theirs, as the permit's documentation warns).
+    // already released permit still looks held; the checked release (one `fetch_sub`, the
+    // Rust permit's own) refuses it when no slot is held at all, so in-flight cannot wrap
+    // below 0, and refuses no racing acquire meanwhile (with other slots held it returns one
+    // of theirs, as the permit's documentation warns).
     permit.state = PERMIT_RELEASED;
-    if handle.limiter.try_release_at(permit.start_ns, permit.in_flight, outcome, now) {
+    if handle.limiter.release_at(permit.start_ns, permit.in_flight, outcome, now) {
         valve_status::VALVE_OK
     } else {
         valve_status::VALVE_STALE_PERMIT

@@ -75,6 +75,9 @@ impl<A: LimitAlgorithm, C: Clock> Drop for Acquire<'_, A, C> {
         if let Some(index) = self.queued.take()
             && let Some(in_flight) = self.limiter.queue.cancel(&self.limiter.admission, index)
         {
+            // The checked release, as every release: through the C ABI a stale copy of a
+            // permit may already have returned this grant's slot (issue 17), and giving it
+            // back again must not wrap in-flight.
             let now = self.limiter.clock().now();
             self.limiter.release_at(now, in_flight, Outcome::Ignored, now);
         }
@@ -87,5 +90,98 @@ impl<A: LimitAlgorithm, C: Clock> fmt::Debug for Acquire<'_, A, C> {
             .field("deadline", &self.deadline)
             .field("queued", &self.queued.is_some())
             .finish()
+    }
+}
+
+#[cfg(all(test, not(valve_loom)))]
+mod tests {
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::limit::Fixed;
+
+    /// What a stale copy of a C permit does (the C ABI's release, minus its state checks):
+    /// returns a slot it no longer holds.
+    fn release_a_stale_copy<A: LimitAlgorithm, C: Clock>(limiter: &Limiter<A, C>) -> bool {
+        limiter.release_at(0, 1, Outcome::Ignored, 0)
+    }
+
+    /// Issue 17, bug 1, at limit 1: a stale copy's release takes the slot just granted to a
+    /// queued waiter, then that waiter is cancelled and gives the slot back. That second
+    /// release used to be unchecked and wrapped in-flight to 2^31 - 1, refusing every acquire
+    /// for good. It is refused now, and the limiter is whole.
+    #[test]
+    fn a_cancelled_wait_does_not_wedge_the_limiter() {
+        {
+            let limiter = Limiter::with_clock(Fixed::new(1).unwrap(), ManualClock::new(0)).unwrap();
+            let held = limiter.try_acquire_at(0).unwrap();
+            let mut cx = Context::from_waker(Waker::noop());
+            {
+                let mut waiting = pin!(limiter.acquire());
+                assert!(waiting.as_mut().poll(&mut cx).is_pending(), "queued behind `held`");
+                held.success_at(1);
+                assert_eq!(limiter.snapshot().queued, 0, "the release granted the waiter");
+                assert!(release_a_stale_copy(&limiter), "the copy takes the granted slot");
+                assert_eq!(limiter.in_flight(), 0);
+            }
+            let s = limiter.snapshot();
+            assert_eq!((s.in_flight, s.limit, s.queued), (0, 1, 0), "{s:?}");
+            let permit = limiter.try_acquire_at(2).expect("not wedged");
+            assert!(limiter.try_acquire_at(2).is_err(), "and not overdrawn");
+            drop(permit);
+            assert!(!release_a_stale_copy(&limiter), "nothing held: refused");
+            assert!(matches!(pin!(limiter.acquire()).poll(&mut cx), Poll::Ready(Ok(_))));
+        }
+    }
+}
+
+/// The cancelled grant of issue 17 racing a stale copy's release, model-checked with the real
+/// wait queue. It lives here, not in `tests/loom.rs`, because only the C ABI (not built under
+/// loom) can release a copy through the public API.
+#[cfg(all(test, valve_loom))]
+mod loom_models {
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+
+    use loom::sync::Arc;
+    use loom::thread;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::limit::Fixed;
+
+    /// At limit 1: a waiter queues and is cancelled (its future polled once, then dropped),
+    /// the one held permit is released, which may grant that waiter, and a stale copy of that
+    /// permit is released too, which may take the granted slot. In every interleaving the
+    /// limiter ends whole: nothing in flight or queued, and exactly one slot to take.
+    #[test]
+    fn a_cancelled_grant_racing_a_stale_release_leaves_the_limiter_whole() {
+        loom::model(|| {
+            let limiter =
+                Arc::new(Limiter::with_clock(Fixed::new(1).unwrap(), ManualClock::new(0)).unwrap());
+            let held = limiter.try_acquire_at(0).unwrap();
+            let waiter = {
+                let limiter = limiter.clone();
+                thread::spawn(move || {
+                    let mut cx = Context::from_waker(Waker::noop());
+                    // Pending (queued) or a permit; either is dropped here: the cancel.
+                    let _ = pin!(limiter.acquire()).poll(&mut cx);
+                })
+            };
+            let stale = {
+                let limiter = limiter.clone();
+                thread::spawn(move || limiter.release_at(0, 1, Outcome::Ignored, 0))
+            };
+            held.success_at(1);
+            waiter.join().unwrap();
+            stale.join().unwrap();
+            let s = limiter.snapshot();
+            assert_eq!((s.in_flight, s.queued, s.limit), (0, 0, 1), "{s:?}");
+            let permit = limiter.try_acquire_at(2).expect("not wedged");
+            assert!(limiter.try_acquire_at(2).is_err(), "not overdrawn");
+            drop(permit);
+        });
     }
 }

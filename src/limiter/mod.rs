@@ -232,30 +232,22 @@ impl<A: LimitAlgorithm, C: Clock> Limiter<A, C> {
         AcquireError::TimedOut
     }
 
-    /// Returns a permit's slot and reports its outcome: the permit-free core of [`Permit`].
-    #[inline]
-    pub(crate) fn release_at(&self, start: Nanos, in_flight: u32, outcome: Outcome, now: Nanos) {
-        if self.admission.release() {
-            self.queue.grant(&self.admission, now);
-        }
-        self.report(start, in_flight, outcome, now);
-    }
-
-    /// As [`release_at`](Self::release_at), unless no slot is held: then it records nothing,
-    /// leaves the admission word as it was (see [`Admission::release_if_held`]) and answers
-    /// `false`. For the C ABI, whose permits are copyable structs that a caller may release
-    /// twice; it costs the same one `fetch_sub` as a Rust permit's release.
-    // Only the C ABI calls it, and the ABI is not built under loom.
-    #[cfg(not(valve_loom))]
+    /// Returns a permit's slot and reports its outcome: the permit-free core of [`Permit`], of a
+    /// cancelled wait's grant and of a C permit's release. Answers whether a slot was held:
+    /// if none was, it records nothing and leaves in-flight as it was, without refusing any
+    /// racing acquire (see [`Admission::release`]). A Rust permit always holds its slot; a C
+    /// caller can release a copy of a permit twice, and that copy can return a slot whose
+    /// holder then gives it back with nothing held, so every path takes the same checked
+    /// release, at the cost of one `fetch_sub`.
     #[inline(always)]
-    pub(crate) fn try_release_at(
+    pub(crate) fn release_at(
         &self,
         start: Nanos,
         in_flight: u32,
         outcome: Outcome,
         now: Nanos,
     ) -> bool {
-        let released = self.admission.release_if_held();
+        let released = self.admission.release();
         if released.waiters {
             self.queue.grant(&self.admission, now);
         }
