@@ -81,6 +81,11 @@ enum valve_status
    A blocking wait's `valve_cancel_token` was cancelled before a slot was free.
    */
   VALVE_CANCELLED = 9,
+  /*
+   The handle is not live: it was freed (a best-effort check, see "Handles" in the
+   header's introduction). Nothing was done.
+   */
+  VALVE_INVALID_HANDLE = 10,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -1434,8 +1439,8 @@ typedef struct valve_limiter_config {
  through the struct the acquire filled in (or one it was moved to). The limiter tracks the
  struct it is handed, not copies: releasing one copy marks that copy only, so releasing a
  second copy returns another caller's slot (or, when the limiter holds no slot at all,
- answers `VALVE_STALE_PERMIT` and leaves the limiter as it was; an acquire racing that
- refusal may be refused too). Do not copy a held permit.
+ answers `VALVE_STALE_PERMIT` and leaves the limiter as it was, refusing no acquire that
+ races it). Do not copy a held permit.
  */
 typedef struct valve_permit {
   /*

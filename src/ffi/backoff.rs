@@ -9,7 +9,9 @@ use std::time::Duration;
 use crate::budget::{Backoff, BackoffConfig, Jitter, RetryAfterRule, SplitMix64};
 use crate::clock::duration_to_nanos;
 use crate::error::ConfigError;
-use crate::ffi::{boundary, free_handle, new_handle, status_boundary, valve_status, write_out};
+use crate::ffi::{
+    boundary, free_handle, live_mut, new_handle, status_boundary, valve_status, write_out,
+};
 
 /// How a delay is randomised, for `valve_backoff_config.jitter`; `d` is the exponential delay
 /// `min(initial * multiplier^(n-1), max)`.
@@ -227,8 +229,9 @@ pub unsafe extern "C" fn valve_backoff_next_delay_ns(
 ) -> valve_status {
     status_boundary(|| {
         // SAFETY: NULL or a live handle exclusively ours for the call (the caller's contract).
-        let Some(backoff) = (unsafe { backoff.as_mut() }) else {
-            return valve_status::VALVE_NULL_POINTER;
+        let backoff = match unsafe { live_mut(backoff) } {
+            Ok(backoff) => backoff,
+            Err(status) => return status,
         };
         if out_ns.is_null() {
             return valve_status::VALVE_NULL_POINTER;
@@ -250,8 +253,9 @@ pub unsafe extern "C" fn valve_backoff_next_delay_ns(
 pub unsafe extern "C" fn valve_backoff_reset(backoff: *mut valve_backoff) -> valve_status {
     status_boundary(|| {
         // SAFETY: NULL or a live handle exclusively ours for the call (the caller's contract).
-        let Some(backoff) = (unsafe { backoff.as_mut() }) else {
-            return valve_status::VALVE_NULL_POINTER;
+        let backoff = match unsafe { live_mut(backoff) } {
+            Ok(backoff) => backoff,
+            Err(status) => return status,
         };
         backoff.0.reset();
         valve_status::VALVE_OK

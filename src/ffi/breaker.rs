@@ -600,7 +600,7 @@ pub unsafe extern "C" fn valve_breaker_get_snapshot(
 pub unsafe extern "C" fn valve_breaker_id(breaker: *const valve_breaker) -> u64 {
     boundary(0, || {
         // SAFETY: NULL or a live handle (the caller's contract).
-        unsafe { breaker.as_ref() }.map_or(0, |b| b.id)
+        unsafe { crate::ffi::live_ref(breaker) }.map_or(0, |b| b.id)
     })
 }
 

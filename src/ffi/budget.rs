@@ -15,7 +15,9 @@ use crate::budget::{
 };
 use crate::clock::{Clock, Nanos, duration_to_nanos};
 use crate::error::ConfigError;
-use crate::ffi::{boundary, free_handle, new_handle, valve_status, with_handle, write_out};
+use crate::ffi::{
+    boundary, free_handle, live_ref, new_handle, valve_status, with_handle, write_out,
+};
 
 /// What a retry is for, which sets its cost under the AWS rules, for
 /// `valve_token_quota_try_retry`.
@@ -343,7 +345,7 @@ pub unsafe extern "C" fn valve_token_quota_on_success(
 pub unsafe extern "C" fn valve_token_quota_balance(quota: *const valve_token_quota) -> u32 {
     boundary(0, || {
         // SAFETY: NULL or a live handle (the caller's contract).
-        unsafe { quota.as_ref() }.map_or(0, |quota| quota.0.balance())
+        unsafe { live_ref(quota) }.map_or(0, |quota| quota.0.balance())
     })
 }
 
@@ -477,7 +479,7 @@ pub unsafe extern "C" fn valve_windowed_budget_balance(
 ) -> i64 {
     boundary(0, || {
         // SAFETY: NULL or a live handle (the caller's contract).
-        unsafe { budget.as_ref() }.map_or(0, |b| b.0.balance())
+        unsafe { live_ref(budget) }.map_or(0, |b| b.0.balance())
     })
 }
 
@@ -493,7 +495,7 @@ pub unsafe extern "C" fn valve_windowed_budget_balance_at(
 ) -> i64 {
     boundary(0, || {
         // SAFETY: NULL or a live handle (the caller's contract).
-        unsafe { budget.as_ref() }.map_or(0, |b| b.0.balance_at(now_ns))
+        unsafe { live_ref(budget) }.map_or(0, |b| b.0.balance_at(now_ns))
     })
 }
 

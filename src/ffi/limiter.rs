@@ -6,7 +6,6 @@
 //! and carries its state, so releasing the same struct twice answers
 //! [`valve_status::VALVE_STALE_PERMIT`] and changes nothing.
 
-use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,9 @@ use crate::clock::{Clock, MonotonicClock, Nanos};
 use crate::ffi::limit::{
     valve_envoy_gradient_config, valve_gradient2_config, valve_queue_config, valve_vegas_config,
 };
-use crate::ffi::{status_boundary, valve_cancel_token, valve_status};
+use crate::ffi::{
+    free_handle, live_ref, new_handle, status_boundary, valve_cancel_token, valve_status,
+};
 use crate::limit::{
     Aimd, AimdConfig, AimdLatency, EnvoyGradient, EnvoyGradientConfig, Fixed, Gradient2,
     Gradient2Config, LimitAlgorithm, Vegas, VegasConfig, WindowConfig,
@@ -416,25 +417,16 @@ pub unsafe extern "C" fn valve_limiter_new(
     config: *const valve_limiter_config,
     out: *mut *mut valve_limiter,
 ) -> valve_status {
-    status_boundary(|| {
-        if out.is_null() {
-            return valve_status::VALVE_NULL_POINTER;
-        }
-        // SAFETY: `out` is non-null and writable for one pointer (the caller's contract).
-        unsafe { out.write(ptr::null_mut()) };
-        // SAFETY: `config` is NULL or points to a readable config (the caller's contract).
-        let Some(config) = (unsafe { config.as_ref() }) else {
-            return valve_status::VALVE_NULL_POINTER;
-        };
-        let Ok(limiter) = config.build() else {
-            return valve_status::VALVE_INVALID_ARGUMENT;
-        };
-        let id = NEXT_LIMITER_ID.fetch_add(1, Ordering::Relaxed);
-        let handle = Box::into_raw(Box::new(valve_limiter { id, limiter }));
-        // SAFETY: as above.
-        unsafe { out.write(handle) };
-        valve_status::VALVE_OK
-    })
+    // SAFETY: `out` is NULL or writable for one pointer (the caller's contract).
+    unsafe {
+        new_handle(out, || {
+            // SAFETY: `config` is NULL or points to a readable config (the caller's contract).
+            let config = config.as_ref().ok_or(valve_status::VALVE_NULL_POINTER)?;
+            let limiter = config.build().map_err(|_| valve_status::VALVE_INVALID_ARGUMENT)?;
+            let id = NEXT_LIMITER_ID.fetch_add(1, Ordering::Relaxed);
+            Ok(valve_limiter { id, limiter })
+        })
+    }
 }
 
 /// Frees a limiter. NULL is a no-op.
@@ -447,13 +439,8 @@ pub unsafe extern "C" fn valve_limiter_new(
 /// `limiter` must be NULL or a handle from `valve_limiter_new` that was not freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn valve_limiter_free(limiter: *mut valve_limiter) {
-    boundary_unit(|| {
-        if !limiter.is_null() {
-            // SAFETY: a live handle from `valve_limiter_new`, i.e. `Box::into_raw`, now owned
-            // here alone (the caller's contract).
-            drop(unsafe { Box::from_raw(limiter) });
-        }
-    });
+    // SAFETY: forwarded caller contract.
+    unsafe { free_handle(limiter) }
 }
 
 /// Admits one call if in-flight is below the limit, reading the limiter's clock. Never waits.
@@ -472,8 +459,9 @@ pub unsafe extern "C" fn valve_limiter_try_acquire(
 ) -> valve_status {
     status_boundary(|| {
         // SAFETY: forwarded caller contract.
-        let Some((handle, out)) = (unsafe { handle_and_permit(limiter, out) }) else {
-            return valve_status::VALVE_NULL_POINTER;
+        let (handle, out) = match unsafe { handle_and_permit(limiter, out) } {
+            Ok(both) => both,
+            Err(status) => return status,
         };
         acquire(handle, handle.limiter.clock().now(), out)
     })
@@ -494,8 +482,9 @@ pub unsafe extern "C" fn valve_limiter_try_acquire_at(
 ) -> valve_status {
     status_boundary(|| {
         // SAFETY: forwarded caller contract.
-        let Some((handle, out)) = (unsafe { handle_and_permit(limiter, out) }) else {
-            return valve_status::VALVE_NULL_POINTER;
+        let (handle, out) = match unsafe { handle_and_permit(limiter, out) } {
+            Ok(both) => both,
+            Err(status) => return status,
         };
         acquire(handle, now_ns, out)
     })
@@ -526,8 +515,9 @@ pub unsafe extern "C" fn valve_limiter_release(
 ) -> valve_status {
     status_boundary(|| {
         // SAFETY: forwarded caller contract.
-        let Some((handle, permit)) = (unsafe { handle_and_permit(limiter, permit) }) else {
-            return valve_status::VALVE_NULL_POINTER;
+        let (handle, permit) = match unsafe { handle_and_permit(limiter, permit) } {
+            Ok(both) => both,
+            Err(status) => return status,
         };
         // An ignored call samples nothing, so it needs no clock read.
         let now = if outcome == OUTCOME_IGNORED { 0 } else { handle.limiter.clock().now() };
@@ -551,8 +541,9 @@ pub unsafe extern "C" fn valve_limiter_release_at(
 ) -> valve_status {
     status_boundary(|| {
         // SAFETY: forwarded caller contract.
-        let Some((handle, permit)) = (unsafe { handle_and_permit(limiter, permit) }) else {
-            return valve_status::VALVE_NULL_POINTER;
+        let (handle, permit) = match unsafe { handle_and_permit(limiter, permit) } {
+            Ok(both) => both,
+            Err(status) => return status,
         };
         release(handle, permit, outcome, now_ns)
     })
@@ -569,7 +560,7 @@ pub unsafe extern "C" fn valve_limiter_release_at(
 pub unsafe extern "C" fn valve_limiter_now(limiter: *const valve_limiter) -> u64 {
     crate::ffi::boundary(0, || {
         // SAFETY: `limiter` is NULL or a live handle (the caller's contract).
-        unsafe { limiter.as_ref() }.map_or(0, |handle| handle.limiter.clock().now())
+        unsafe { live_ref(limiter) }.map_or(0, |handle| handle.limiter.clock().now())
     })
 }
 
@@ -593,8 +584,9 @@ pub unsafe extern "C" fn valve_limiter_acquire_until(
 ) -> valve_status {
     status_boundary(|| {
         // SAFETY: forwarded caller contract.
-        let Some((handle, out)) = (unsafe { handle_and_permit(limiter, out) }) else {
-            return valve_status::VALVE_NULL_POINTER;
+        let (handle, out) = match unsafe { handle_and_permit(limiter, out) } {
+            Ok(both) => both,
+            Err(status) => return status,
         };
         wait(handle, handle.limiter.acquire_until(deadline_ns), out)
     })
@@ -614,8 +606,9 @@ pub unsafe extern "C" fn valve_limiter_acquire_timeout(
 ) -> valve_status {
     status_boundary(|| {
         // SAFETY: forwarded caller contract.
-        let Some((handle, out)) = (unsafe { handle_and_permit(limiter, out) }) else {
-            return valve_status::VALVE_NULL_POINTER;
+        let (handle, out) = match unsafe { handle_and_permit(limiter, out) } {
+            Ok(both) => both,
+            Err(status) => return status,
         };
         let result = handle.limiter.acquire_timeout(Duration::from_nanos(timeout_ns));
         wait(handle, result, out)
@@ -645,12 +638,14 @@ pub unsafe extern "C" fn valve_limiter_acquire_cancellable(
 ) -> valve_status {
     status_boundary(|| {
         // SAFETY: forwarded caller contract.
-        let Some((handle, out)) = (unsafe { handle_and_permit(limiter, out) }) else {
-            return valve_status::VALVE_NULL_POINTER;
+        let (handle, out) = match unsafe { handle_and_permit(limiter, out) } {
+            Ok(both) => both,
+            Err(status) => return status,
         };
         // SAFETY: `token` is NULL or a live handle for the call (the caller's contract).
-        let Some(token) = (unsafe { token.as_ref() }) else {
-            return valve_status::VALVE_NULL_POINTER;
+        let token = match unsafe { live_ref(token) } {
+            Ok(token) => token,
+            Err(status) => return status,
         };
         let limiter = &handle.limiter;
         // The future notices its deadline only when polled: sleep no longer than that.
@@ -685,8 +680,9 @@ pub unsafe extern "C" fn valve_limiter_set_limit(
 ) -> valve_status {
     status_boundary(|| {
         // SAFETY: `limiter` is NULL or a live handle (the caller's contract).
-        let Some(handle) = (unsafe { limiter.as_ref() }) else {
-            return valve_status::VALVE_NULL_POINTER;
+        let handle = match unsafe { live_ref(limiter) } {
+            Ok(handle) => handle,
+            Err(status) => return status,
         };
         let in_force = handle.limiter.set_limit(limit);
         // SAFETY: `out_limit` is NULL or writable (the caller's contract).
@@ -713,8 +709,9 @@ pub unsafe extern "C" fn valve_limiter_get_snapshot(
 ) -> valve_status {
     status_boundary(|| {
         // SAFETY: `limiter` is NULL or a live handle (the caller's contract).
-        let Some(handle) = (unsafe { limiter.as_ref() }) else {
-            return valve_status::VALVE_NULL_POINTER;
+        let handle = match unsafe { live_ref(limiter) } {
+            Ok(handle) => handle,
+            Err(status) => return status,
         };
         // SAFETY: `out` is NULL or writable (the caller's contract).
         let Some(out) = (unsafe { out.as_mut() }) else {
@@ -734,7 +731,7 @@ pub unsafe extern "C" fn valve_limiter_get_snapshot(
 pub unsafe extern "C" fn valve_limiter_id(limiter: *const valve_limiter) -> u64 {
     crate::ffi::boundary(0, || {
         // SAFETY: `limiter` is NULL or a live handle (the caller's contract).
-        unsafe { limiter.as_ref() }.map_or(0, |handle| handle.id)
+        unsafe { live_ref(limiter) }.map_or(0, |handle| handle.id)
     })
 }
 
@@ -847,12 +844,6 @@ fn preset_boundary(body: impl FnOnce() -> valve_limiter_config) -> valve_limiter
     crate::ffi::boundary(refused, body)
 }
 
-/// The panic boundary for functions returning nothing: a panic is swallowed.
-#[inline(always)]
-fn boundary_unit(body: impl FnOnce()) {
-    crate::ffi::boundary((), body);
-}
-
 /// # Safety
 ///
 /// `limiter` NULL or live; `permit` NULL or writable and not accessed by another thread during
@@ -861,12 +852,12 @@ fn boundary_unit(body: impl FnOnce()) {
 unsafe fn handle_and_permit<'a>(
     limiter: *const valve_limiter,
     permit: *mut valve_permit,
-) -> Option<(&'a valve_limiter, &'a mut valve_permit)> {
+) -> Result<(&'a valve_limiter, &'a mut valve_permit), valve_status> {
     // SAFETY: `limiter` is NULL or a live handle, shared for the call.
-    let handle = unsafe { limiter.as_ref() }?;
+    let handle = unsafe { live_ref(limiter) }?;
     // SAFETY: `permit` is NULL or writable and exclusively ours for the call.
-    let permit = unsafe { permit.as_mut() }?;
-    Some((handle, permit))
+    let permit = unsafe { permit.as_mut() }.ok_or(valve_status::VALVE_NULL_POINTER)?;
+    Ok((handle, permit))
 }
 
 type HandlePermit<'a> = Permit<'a, Box<dyn LimitAlgorithm>, MonotonicClock>;
@@ -964,6 +955,8 @@ fn release(
 
 #[cfg(test)]
 mod tests {
+    use std::ptr;
+
     use super::*;
 
     fn new_limiter(config: &valve_limiter_config) -> *mut valve_limiter {

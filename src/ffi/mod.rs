@@ -81,6 +81,9 @@ pub enum valve_status {
     VALVE_BUDGET_EXHAUSTED = 8,
     /// A blocking wait's `valve_cancel_token` was cancelled before a slot was free.
     VALVE_CANCELLED = 9,
+    /// The handle is not live: it was freed (a best-effort check, see "Handles" in the
+    /// header's introduction). Nothing was done.
+    VALVE_INVALID_HANDLE = 10,
 }
 
 /// The name of a status code, e.g. `"VALVE_OK"`, or `"VALVE_UNKNOWN_STATUS"` for a code that is
@@ -106,6 +109,7 @@ fn status_name(code: u32) -> &'static [u8] {
         7 => b"VALVE_TIMEOUT\0",
         8 => b"VALVE_BUDGET_EXHAUSTED\0",
         9 => b"VALVE_CANCELLED\0",
+        10 => b"VALVE_INVALID_HANDLE\0",
         _ => UNKNOWN_STATUS,
     }
 }
@@ -158,6 +162,34 @@ pub(crate) fn status_boundary(body: impl FnOnce() -> valve_status) -> valve_stat
     boundary(valve_status::VALVE_INTERNAL, body)
 }
 
+/// A handle as allocated: the value its functions use, then a tag that says it is live.
+///
+/// `new_handle` writes [`LIVE`] into `tag`; `free_handle` overwrites it before it frees the
+/// memory, and every entry point reads it before using the handle. So a handle freed twice, or
+/// used after its free, is refused (`VALVE_INVALID_HANDLE`; a second free does nothing) for as
+/// long as the freed memory is not reused. Once the allocator hands it out again it holds
+/// whatever its new owner wrote, possibly a new handle of the same type, and the check proves
+/// nothing: it catches a use after free, it does not make one defined. `value` comes first, so a
+/// handle's address is its value's address.
+#[repr(C)]
+struct Live<T> {
+    value: T,
+    tag: u64,
+}
+
+/// The tag of a live handle: 8 bytes a freed chunk is unlikely to hold by chance.
+const LIVE: u64 = u64::from_le_bytes(*b"valve\0ok");
+
+/// Why a handle pointer was not usable: NULL, or a handle that is not live.
+#[inline(always)]
+fn unusable<T>(handle: *const T) -> valve_status {
+    if handle.is_null() {
+        valve_status::VALVE_NULL_POINTER
+    } else {
+        valve_status::VALVE_INVALID_HANDLE
+    }
+}
+
 /// Builds a handle and stores it in `*out` (NULL on failure): the body of every `_new`.
 ///
 /// # Safety
@@ -175,8 +207,9 @@ pub(crate) unsafe fn new_handle<T>(
         unsafe { out.write(std::ptr::null_mut()) };
         match build() {
             Ok(value) => {
-                // SAFETY: as above.
-                unsafe { out.write(Box::into_raw(Box::new(value))) };
+                let handle = Box::into_raw(Box::new(Live { value, tag: LIVE }));
+                // SAFETY: as above; `value` is at offset 0 of the `repr(C)` `Live`.
+                unsafe { out.write(handle.cast::<T>()) };
                 valve_status::VALVE_OK
             }
             Err(status) => status,
@@ -184,7 +217,8 @@ pub(crate) unsafe fn new_handle<T>(
     })
 }
 
-/// Frees a handle made by [`new_handle`]; NULL is a no-op: the body of every `_free`.
+/// Frees a handle made by [`new_handle`]; NULL, or a handle whose tag says it was freed
+/// already, is a no-op: the body of every `_free`.
 ///
 /// # Safety
 ///
@@ -192,14 +226,58 @@ pub(crate) unsafe fn new_handle<T>(
 /// later.
 pub(crate) unsafe fn free_handle<T>(handle: *mut T) {
     boundary((), || {
-        if !handle.is_null() {
-            // SAFETY: `Box::into_raw` made it and the caller gives up every other use.
-            drop(unsafe { Box::from_raw(handle) });
+        // SAFETY: NULL or a live handle (the caller's contract).
+        if let Ok(live) = unsafe { checked(handle) } {
+            // SAFETY: a live `Live<T>` from `Box::into_raw`, now ours alone. Volatile, so the
+            // store is not dropped as dead before the free: the next check must see it.
+            unsafe { std::ptr::addr_of_mut!((*live).tag).write_volatile(!LIVE) };
+            // SAFETY: as above; the caller gives up every other use.
+            drop(unsafe { Box::from_raw(live) });
         }
     });
 }
 
-/// Runs `body` on a shared handle, answering `VALVE_NULL_POINTER` for NULL.
+/// `handle` as its allocation, if it is not NULL and its tag says it is live.
+///
+/// # Safety
+///
+/// `handle` must be NULL or a live handle from [`new_handle`]. (The tag check is for callers
+/// that break this by passing a freed one; see [`Live`] for what it can and cannot catch.)
+#[inline(always)]
+unsafe fn checked<T>(handle: *const T) -> Result<*mut Live<T>, valve_status> {
+    let live = handle.cast::<Live<T>>().cast_mut();
+    // SAFETY: NULL or a handle from `new_handle` (the caller's contract). Volatile: the tag is
+    // read from memory as it is now, never assumed from what this code stored.
+    if live.is_null() || unsafe { std::ptr::addr_of!((*live).tag).read_volatile() } != LIVE {
+        return Err(unusable(handle));
+    }
+    Ok(live)
+}
+
+/// The handle behind `handle`, if it is not NULL and its tag says it is live.
+///
+/// # Safety
+///
+/// As [`checked`]; the handle is shared for the lifetime the caller picks (one call).
+#[inline(always)]
+pub(crate) unsafe fn live_ref<'a, T>(handle: *const T) -> Result<&'a T, valve_status> {
+    // SAFETY: forwarded caller contract; live, so `value` is initialised.
+    unsafe { checked(handle).map(|live| &(*live).value) }
+}
+
+/// As [`live_ref`], for the handles whose functions take them exclusively.
+///
+/// # Safety
+///
+/// As [`checked`], and no other reference to the handle may exist during the call.
+#[inline(always)]
+pub(crate) unsafe fn live_mut<'a, T>(handle: *mut T) -> Result<&'a mut T, valve_status> {
+    // SAFETY: forwarded caller contract; live and exclusively ours for the call.
+    unsafe { checked(handle).map(|live| &mut (*live).value) }
+}
+
+/// Runs `body` on a shared handle, answering `VALVE_NULL_POINTER` for NULL and
+/// `VALVE_INVALID_HANDLE` for a handle that is not live.
 ///
 /// # Safety
 ///
@@ -211,9 +289,9 @@ pub(crate) unsafe fn with_handle<T>(
 ) -> valve_status {
     status_boundary(|| {
         // SAFETY: NULL or a live handle (the caller's contract).
-        match unsafe { handle.as_ref() } {
-            Some(handle) => body(handle),
-            None => valve_status::VALVE_NULL_POINTER,
+        match unsafe { live_ref(handle) } {
+            Ok(handle) => body(handle),
+            Err(status) => status,
         }
     })
 }
@@ -259,6 +337,7 @@ mod tests {
             valve_status::VALVE_TIMEOUT,
             valve_status::VALVE_BUDGET_EXHAUSTED,
             valve_status::VALVE_CANCELLED,
+            valve_status::VALVE_INVALID_HANDLE,
         ];
         for status in all {
             assert_eq!(name(status as u32), format!("{status:?}"));
