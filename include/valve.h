@@ -6,6 +6,16 @@
  * valve_<control>_new and freed by valve_<control>_free (NULL is a no-op); every pointer is
  * checked for NULL; time is uint64_t nanoseconds, each operation having an _at(now_ns) form
  * and a form reading the handle's monotonic clock. Thread-safety is stated per function.
+ *
+ * Handles: valve_<control>_new tags each handle as live, valve_<control>_free clears the tag
+ * before it frees the memory, and every function checks the tag first. Freeing a handle twice
+ * or using it after its free is still a bug, and undefined behaviour; the check only catches it
+ * while the freed memory has not been reused: then a second free does nothing and every other
+ * function answers VALVE_INVALID_HANDLE, changing nothing (those returning a value answer as
+ * for NULL). Once the allocator hands that memory out again, the check proves nothing: the call
+ * may act on, or free, whatever lives there now, even a new handle of the same type. A
+ * permit's limiter id still tells a freed limiter's permit from a new limiter's at the same
+ * address (VALVE_FOREIGN_PERMIT). Memory checkers such as AddressSanitizer report these calls.
  */
 
 #ifndef VALVE_H
@@ -82,8 +92,8 @@ enum valve_status
    */
   VALVE_CANCELLED = 9,
   /*
-   The handle is not live: it was freed (a best-effort check, see "Handles" in the
-   header's introduction). Nothing was done.
+   The handle was freed: its live tag is cleared. Nothing was done. Best effort: a freed
+   handle whose memory was reused is not caught ("Handles" at the top of this header).
    */
   VALVE_INVALID_HANDLE = 10,
 };
@@ -2290,7 +2300,8 @@ valve_status valve_limiter_try_acquire_at(const struct valve_limiter *limiter,
  Releases a held permit with `outcome` (a `valve_outcome`), reading the limiter's clock for
  the end of the call.
 
- Checks, in this order: pointers (`VALVE_NULL_POINTER`), the outcome
+ Checks, in this order: pointers (`VALVE_NULL_POINTER`), the handle's live tag
+ (`VALVE_INVALID_HANDLE`: a freed limiter, as far as the header's "Handles" says), the outcome
  (`VALVE_INVALID_ARGUMENT`), the permit's state (`VALVE_STALE_PERMIT` if released or empty,
  `VALVE_INVALID_ARGUMENT` if not a `valve_permit_state`), its limiter (`VALVE_FOREIGN_PERMIT`),
  then whether the limiter holds any slot (`VALVE_STALE_PERMIT` for a copy of a released

@@ -80,6 +80,7 @@ const (
 	StatusTimeout         Status = C.VALVE_TIMEOUT
 	StatusBudgetExhausted Status = C.VALVE_BUDGET_EXHAUSTED
 	StatusCancelled       Status = C.VALVE_CANCELLED
+	StatusInvalidHandle   Status = C.VALVE_INVALID_HANDLE
 )
 
 // Errors returned by this package.

@@ -493,7 +493,8 @@ pub unsafe extern "C" fn valve_limiter_try_acquire_at(
 /// Releases a held permit with `outcome` (a `valve_outcome`), reading the limiter's clock for
 /// the end of the call.
 ///
-/// Checks, in this order: pointers (`VALVE_NULL_POINTER`), the outcome
+/// Checks, in this order: pointers (`VALVE_NULL_POINTER`), the handle's live tag
+/// (`VALVE_INVALID_HANDLE`: a freed limiter, as far as the header's "Handles" says), the outcome
 /// (`VALVE_INVALID_ARGUMENT`), the permit's state (`VALVE_STALE_PERMIT` if released or empty,
 /// `VALVE_INVALID_ARGUMENT` if not a `valve_permit_state`), its limiter (`VALVE_FOREIGN_PERMIT`),
 /// then whether the limiter holds any slot (`VALVE_STALE_PERMIT` for a copy of a released

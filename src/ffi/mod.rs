@@ -15,6 +15,9 @@
 //! - Every fallible function returns a [`valve_status`]; [`valve_status_name`] names each code.
 //!   Enumerations coming in from C are `uint32_t` and checked, never transmuted.
 //! - Every entry point is a panic boundary (`boundary`) and checks every pointer for NULL.
+//! - Every handle is allocated with a live tag after it (`Live`), which its free clears and
+//!   every entry point checks: a double free or a use after free is refused while the freed
+//!   memory is not reused (`VALVE_INVALID_HANDLE`), and undetectable once it is.
 //! - Time is `uint64_t` nanoseconds. Each operation has an `_at(now_ns)` form taking the
 //!   caller's time and a form that reads the handle's monotonic clock; use one timeline per
 //!   handle.
@@ -31,8 +34,9 @@
 //! | `breaker.rs` | the circuit breaker, its presets and permits |
 //!
 //! Adding a control is one more file here holding its handle, config, presets and operations,
-//! built from `boundary`, [`valve_status`] and the same NULL checks (`new_handle`,
-//! `free_handle`, `with_handle` and `write_out` hold the repeated parts).
+//! built from `boundary`, [`valve_status`] and the same NULL and live-tag checks (`new_handle`,
+//! `free_handle`, `with_handle`, `live_ref`, `live_mut` and `write_out` hold the repeated
+//! parts).
 
 // The C names are the API: `valve_status`, `VALVE_OK`, as the header spells them.
 #![allow(non_camel_case_types)]
@@ -81,8 +85,8 @@ pub enum valve_status {
     VALVE_BUDGET_EXHAUSTED = 8,
     /// A blocking wait's `valve_cancel_token` was cancelled before a slot was free.
     VALVE_CANCELLED = 9,
-    /// The handle is not live: it was freed (a best-effort check, see "Handles" in the
-    /// header's introduction). Nothing was done.
+    /// The handle was freed: its live tag is cleared. Nothing was done. Best effort: a freed
+    /// handle whose memory was reused is not caught ("Handles" at the top of this header).
     VALVE_INVALID_HANDLE = 10,
 }
 
