@@ -1,4 +1,8 @@
 //! The scenarios: each failure mode, run with and without the control that contains it.
+//!
+//! A scenario is a [`Plan`]: its rows (a control on a model), the metrics its table shows, a
+//! one-line verdict, and the events its plot marks. To add one, write a function that returns
+//! its plan and list it in [`SCENARIOS`].
 
 use valve::{
     Aimd, AimdConfig, BackoffConfig, Breaker, BreakerConfig, BreakerSplitMix64, ConcurrencyBudget,
@@ -6,9 +10,9 @@ use valve::{
     Limiter, ManualClock, Nanos, TokenQuota, Vegas, VegasConfig, WindowedBudget, WindowedConfig,
 };
 
+use crate::metrics::{self, Format, Metric, RowResult, RunResult};
 use crate::sim::{
-    self, BUCKET, Bucket, Budget, Controls, HEALTHY, Health, MS, Model, Report, Retries, SEC,
-    Schedule,
+    self, Budget, Controls, HEALTHY, Health, MS, Model, Retries, SEC, Schedule, ServiceShape,
 };
 
 /// The simulated service: 50 workers, 10 ms mean service time (5000 requests/s), clients that
@@ -17,76 +21,112 @@ pub const WORKERS: u32 = 50;
 pub const SERVICE: Nanos = 10 * MS;
 pub const TIMEOUT: Nanos = SEC;
 
-/// A limit algorithm the simulator can run: a name and how to build it.
+/// What every scenario is built for.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub shape: ServiceShape,
+    /// Only the rows the targets are checked on: the fixed limit at capacity and every valve
+    /// default (the summary mode).
+    pub targets_only: bool,
+}
+
+/// Every scenario, in the order they print. A new scenario adds its plan function here.
+pub const SCENARIOS: &[fn(&Options) -> Plan] = &[
+    overload,
+    retry_storm,
+    dead_dependency,
+    spike,
+    capacity_change,
+    drift,
+    mixed,
+    ramp,
+];
+
+/// A limit algorithm the simulator can run.
 pub struct LimitChoice {
-    pub name: &'static str,
+    /// Its family: the plots draw one panel per family.
+    pub family: &'static str,
+    /// `"valve default"` or `"<reference> preset"` (valve's parity preset of that reference).
+    pub variant: &'static str,
     pub make: fn() -> Box<dyn LimitAlgorithm>,
 }
+
+impl LimitChoice {
+    pub fn name(&self) -> String {
+        format!("{}: {}", self.family, self.variant)
+    }
+
+    pub fn is_default(&self) -> bool {
+        self.variant == VALVE_DEFAULT
+    }
+}
+
+pub const VALVE_DEFAULT: &str = "valve default";
+/// The row every limit is measured against: a limit the user could only set by knowing the
+/// true capacity.
+pub const FIXED: &str = "fixed at capacity";
 
 /// Every limit valve ships, as the simulator runs them.
 pub fn limit_choices() -> Vec<LimitChoice> {
     vec![
-        LimitChoice { name: "aimd (valve)", make: || Box::new(Aimd::default()) },
+        LimitChoice { family: "aimd", variant: VALVE_DEFAULT, make: || Box::new(Aimd::default()) },
         LimitChoice {
-            name: "aimd (netflix)",
+            family: "aimd",
+            variant: "netflix preset",
             make: || Box::new(Aimd::new(AimdConfig::netflix()).unwrap()),
         },
-        LimitChoice { name: "gradient2 (valve)", make: || Box::new(Gradient2::default()) },
         LimitChoice {
-            name: "gradient2 (netflix)",
+            family: "gradient2",
+            variant: VALVE_DEFAULT,
+            make: || Box::new(Gradient2::default()),
+        },
+        LimitChoice {
+            family: "gradient2",
+            variant: "netflix preset",
             make: || Box::new(Gradient2::new(Gradient2Config::netflix()).unwrap()),
         },
-        LimitChoice { name: "vegas (valve)", make: || Box::new(Vegas::default()) },
+        LimitChoice { family: "vegas", variant: VALVE_DEFAULT, make: || Box::new(Vegas::default()) },
         LimitChoice {
-            name: "vegas (netflix)",
+            family: "vegas",
+            variant: "netflix preset",
             make: || Box::new(Vegas::new(VegasConfig::netflix()).unwrap()),
         },
-        LimitChoice { name: "envoy gradient (valve)", make: || Box::new(EnvoyGradient::default()) },
         LimitChoice {
-            name: "envoy gradient (envoy)",
+            family: "envoy",
+            variant: VALVE_DEFAULT,
+            make: || Box::new(EnvoyGradient::default()),
+        },
+        LimitChoice {
+            family: "envoy",
+            variant: "envoy preset",
             make: || Box::new(EnvoyGradient::new(EnvoyGradientConfig::envoy()).unwrap()),
         },
     ]
 }
 
-/// One line of a result table.
-#[derive(Debug, Clone)]
+/// One row of a table: a control on a model (the seed is set per run).
 pub struct Row {
     pub case: String,
     pub control: String,
-    pub offered_x: f64,
-    pub goodput_pct: f64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub p999_ms: f64,
-    pub shed: u64,
-    pub timed_out: u64,
-    pub retries: u64,
-    pub amplification: f64,
-    /// Median limit over the last half of the run.
-    pub limit: Option<u32>,
-    /// Scenario-specific figure (recovery time, drift ratio, ...), already formatted.
-    pub note: String,
+    /// The algorithm family, for limit rows.
+    pub family: Option<&'static str>,
+    pub model: Model,
+    pub setup: Setup,
 }
 
-/// One run's time series, named by its control.
-pub type Series = (String, Vec<Bucket>);
-
-/// A scenario's outcome: its table and the time series behind its plot.
-pub struct Outcome {
+/// A scenario: its rows, what its table shows, how it is judged, and what its plot marks.
+pub struct Plan {
     pub number: u32,
+    /// The file name of its plot (`overload-<slug>.svg`).
+    pub slug: &'static str,
     pub title: &'static str,
     pub explanation: &'static str,
     pub rows: Vec<Row>,
-    pub series: Vec<Series>,
-}
-
-/// A simulation to run: a label for the table, the model, and how to set up its controls.
-pub struct Job {
-    pub case: String,
-    pub control: String,
-    pub model: Model,
-    pub setup: Setup,
+    pub metrics: Vec<Metric>,
+    /// One line on what the control contained, from the rows' results.
+    pub verdict: fn(&[RowResult]) -> String,
+    /// Moments the plot marks, with a label.
+    pub events: Vec<(Nanos, &'static str)>,
 }
 
 #[derive(Clone, Copy)]
@@ -112,14 +152,14 @@ fn backoff() -> BackoffConfig {
     )
 }
 
-/// Runs one job to its row and series.
-pub fn execute(job: &Job) -> (Row, Vec<Bucket>) {
+/// Runs one row on one model (its seed included).
+pub fn execute(setup: Setup, model: &Model) -> RunResult {
     let clock = ManualClock::new(0);
     let clock = &clock;
     let run = |limiter: Option<&Limiter<Box<dyn LimitAlgorithm>, &ManualClock>>,
                breaker: Option<&Breaker<&ManualClock>>,
                retries: Retries<'_>| {
-        sim::run(&job.model, &Controls { limiter, breaker, retries }, clock)
+        sim::run(model, &Controls { limiter, breaker, retries }, clock)
     };
     let limited = |algorithm: Box<dyn LimitAlgorithm>| {
         let limiter = Limiter::with_clock(algorithm, clock).unwrap();
@@ -128,15 +168,9 @@ pub fn execute(job: &Job) -> (Row, Vec<Bucket>) {
     let budgeted = |budget: Budget<'_>| {
         run(None, None, Retries::Budgeted { max: 3, budget, backoff: backoff() })
     };
-    let mut extra = String::new();
-    let report = match job.setup {
-        Setup::Uncontrolled => {
-            let report = run(None, None, Retries::None);
-            if report.calls_while_dead > 0 {
-                extra = format!("{} calls while dead", report.calls_while_dead);
-            }
-            report
-        }
+    let mut opened = None;
+    let report = match setup {
+        Setup::Uncontrolled => run(None, None, Retries::None),
         Setup::Naive(n) => run(None, None, Retries::Naive(n)),
         Setup::Limit(make) => limited(make()),
         Setup::FixedAtCapacity => limited(Box::new(Fixed::new(WORKERS).unwrap())),
@@ -147,19 +181,15 @@ pub fn execute(job: &Job) -> (Row, Vec<Bucket>) {
         }
         Setup::Concurrency(make) => budgeted(Budget::Concurrency(&make())),
         Setup::Breaker(config) => {
-            let breaker = seeded_breaker(config(), job.model.seed, clock);
+            let breaker = seeded_breaker(config(), model.seed, clock);
             let report = run(None, Some(&breaker), Retries::None);
-            extra = format!(
-                "{} calls while dead, opened {} times",
-                report.calls_while_dead,
-                breaker.snapshot().to_open
-            );
+            opened = Some(breaker.snapshot().to_open);
             report
         }
         Setup::Everything(true) => {
             let algorithm: Box<dyn LimitAlgorithm> = Box::new(Gradient2::default());
             let limiter = Limiter::with_clock(algorithm, clock).unwrap();
-            let breaker = seeded_breaker(BreakerConfig::default(), job.model.seed, clock);
+            let breaker = seeded_breaker(BreakerConfig::default(), model.seed, clock);
             let budget = WindowedBudget::with_clock(
                 WindowedConfig { percent_can_retry: 0.1, ..WindowedConfig::finagle() },
                 ManualClock::new(0),
@@ -171,316 +201,470 @@ pub fn execute(job: &Job) -> (Row, Vec<Bucket>) {
         }
         Setup::Everything(false) => run(None, None, Retries::Naive(3)),
     };
-    let (mut row, buckets) = summarise(job, report);
-    row.note = extra;
-    (row, buckets)
+    RunResult::new(model, report, opened)
 }
 
-/// A breaker whose open-duration jitter comes from the run's seed, so `--seed` reproduces it.
+/// A breaker whose open-duration jitter comes from the run's seed, so `--seeds` reproduces it.
 fn seeded_breaker(config: BreakerConfig, seed: u64, clock: &ManualClock) -> Breaker<&ManualClock> {
     Breaker::builder(config).clock(clock).rng(BreakerSplitMix64::new(seed)).build().unwrap()
 }
 
-fn summarise(job: &Job, mut report: Report) -> (Row, Vec<Bucket>) {
-    report.latencies.sort_unstable();
-    let half = report.buckets.len() / 2;
-    let mut limits: Vec<u32> = report.buckets[half..].iter().map(|b| b.limit).collect();
-    limits.sort_unstable();
-    let limit = limits.get(limits.len() / 2).copied().filter(|&l| l > 0);
-    let offered_x = report.offered as f64 / report.capacity_total.max(1.0);
-    let row = Row {
-        case: job.case.clone(),
-        control: job.control.clone(),
-        offered_x,
-        goodput_pct: 100.0 * report.good as f64 / report.capacity_total.max(1.0),
-        p50_ms: sim::percentile_ms(&report.latencies, 0.5),
-        p99_ms: sim::percentile_ms(&report.latencies, 0.99),
-        p999_ms: sim::percentile_ms(&report.latencies, 0.999),
-        shed: report.shed,
-        timed_out: report.timed_out,
-        retries: report.retries,
-        amplification: report.attempts as f64 / report.offered.max(1) as f64,
-        limit,
-        note: String::new(),
-    };
-    (row, report.buckets)
-}
-
-fn model(load: Schedule<f64>, duration: Nanos, seed: u64) -> Model {
+fn model(options: &Options, load: Schedule<f64>, duration: Nanos) -> Model {
     Model {
         workers: Schedule::constant(WORKERS),
         load,
         nominal_workers: WORKERS,
         service_mean: SERVICE,
+        service_shape: options.shape,
         timeout: TIMEOUT,
         health: Schedule::constant(HEALTHY),
         duration,
-        seed,
+        seed: 0,
     }
 }
 
 /// The limiter rows every overload scenario compares: none, a fixed limit at the true
-/// capacity (the ideal a user could only set by knowing it), and every algorithm.
-fn limiter_jobs(case: &str, model: &Model) -> Vec<Job> {
-    let mut jobs = vec![
-        Job {
-            case: case.into(),
-            control: "none (timeouts only)".into(),
-            model: model.clone(),
-            setup: Setup::Uncontrolled,
-        },
-        Job {
-            case: case.into(),
-            control: "fixed = capacity".into(),
-            model: model.clone(),
-            setup: Setup::FixedAtCapacity,
-        },
-    ];
-    for choice in limit_choices() {
-        jobs.push(Job {
-            case: case.into(),
-            control: choice.name.into(),
-            model: model.clone(),
-            setup: Setup::Limit(choice.make),
-        });
+/// capacity, and every algorithm (only the fixed limit and the valve defaults when checking
+/// targets).
+fn limiter_rows(options: &Options, case: &str, model: &Model) -> Vec<Row> {
+    let row = |control: String, family, setup| Row {
+        case: case.into(),
+        control,
+        family,
+        model: model.clone(),
+        setup,
+    };
+    let mut rows = Vec::new();
+    if !options.targets_only {
+        rows.push(row("no limit (timeouts only)".into(), None, Setup::Uncontrolled));
     }
-    jobs
+    rows.push(row(FIXED.into(), None, Setup::FixedAtCapacity));
+    for choice in limit_choices() {
+        if choice.is_default() || !options.targets_only {
+            rows.push(row(choice.name(), Some(choice.family), Setup::Limit(choice.make)));
+        }
+    }
+    rows
 }
 
-pub struct Plan {
-    pub number: u32,
-    pub title: &'static str,
-    pub explanation: &'static str,
-    pub jobs: Vec<Job>,
-    /// Adds scenario-specific notes once every job has run.
-    pub annotate: fn(&mut [Row], &[Series]),
+/// The rows of valve's defaults.
+fn defaults(rows: &[RowResult]) -> impl Iterator<Item = &RowResult> {
+    rows.iter().filter(|r| r.control.ends_with(VALVE_DEFAULT))
 }
 
-fn no_notes(_: &mut [Row], _: &[Series]) {}
-
-pub fn plans(seed: u64) -> Vec<Plan> {
-    vec![
-        overload(seed),
-        retry_storm(seed),
-        dead_dependency(seed),
-        spike(seed),
-        capacity_change(seed),
-        drift(seed),
-        mixed(seed),
-    ]
+/// `lo-hi` of a metric over rows (the median over seeds of each), formatted.
+fn span(rows: &mut dyn Iterator<Item = &RowResult>, value: fn(&RunResult) -> f64, f: Format) -> String {
+    let (lo, hi) = rows
+        .map(|r| r.median(value))
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if !lo.is_finite() {
+        return "-".into();
+    }
+    let (lo, hi) = (f.cell(lo), f.cell(hi));
+    if lo == hi { lo } else { format!("{lo} to {hi}") }
 }
 
-fn dead_dependency(seed: u64) -> Plan {
-    let mut m = model(Schedule::constant(0.5), 60 * SEC, seed);
+fn find<'a>(rows: &'a [RowResult], control: &str) -> Option<&'a RowResult> {
+    rows.iter().find(|r| r.control == control)
+}
+
+fn goodput(r: &RunResult) -> f64 {
+    r.goodput_pct()
+}
+
+fn overload(options: &Options) -> Plan {
+    let mut rows = Vec::new();
+    for x in [2.0, 4.0, 10.0, 25.0] {
+        let m = model(options, Schedule::constant(x), 20 * SEC);
+        rows.extend(limiter_rows(options, &format!("{x}x"), &m));
+    }
+    fn worst(r: &RunResult) -> f64 {
+        metrics::worst_second_pct(&r.buckets, 2 * SEC, r.duration)
+    }
+    fn verdict(rows: &[RowResult]) -> String {
+        let none = rows.iter().filter(|r| r.control.starts_with("no limit"));
+        format!(
+            "valve defaults keep {} goodput (p99 {} the unloaded p99) from 2x to 25x; \
+             with timeouts only goodput is {}",
+            span(&mut defaults(rows), goodput, Format::Pct),
+            span(&mut defaults(rows), RunResult::p99_vs_unloaded, Format::Ratio),
+            span(&mut none.into_iter(), goodput, Format::Pct),
+        )
+    }
+    Plan {
+        number: 1,
+        slug: "overload",
+        title: "Timeouts only, at 2x to 25x overload",
+        explanation: "Timeouts bound how long a client waits, not how much work the server \
+            admits: past capacity the queue grows until every request waits longer than its \
+            client, and the server spends all its time on answers nobody reads. A limit sheds \
+            the excess at once, so the work it admits finishes in time.",
+        rows,
+        metrics: vec![
+            metrics::GOODPUT,
+            Metric { header: "worst 1 s", value: worst, format: Format::Pct },
+            metrics::P99,
+            metrics::P99_X,
+            metrics::LIMIT,
+            metrics::LIMIT_COV,
+        ],
+        verdict,
+        events: vec![],
+    }
+}
+
+fn retry_storm(options: &Options) -> Plan {
+    let mut m = model(options, Schedule::constant(0.5), 20 * SEC);
+    m.health = Schedule::constant(Health { failing: 1.0, slowdown: 1.0 });
+    let case = "dependency failing".to_string();
+    let row = |control: &str, setup| Row {
+        case: case.clone(),
+        control: control.into(),
+        family: None,
+        model: m.clone(),
+        setup,
+    };
+    let finagle_10 = WindowedConfig { percent_can_retry: 0.1, ..WindowedConfig::finagle() };
+    fn dependency_load(r: &RunResult) -> f64 {
+        r.attempts as f64 / r.capacity_total.max(1.0)
+    }
+    fn denied(r: &RunResult) -> f64 {
+        r.retries_denied as f64
+    }
+    fn retries(r: &RunResult) -> f64 {
+        r.retries as f64
+    }
+    fn verdict(rows: &[RowResult]) -> String {
+        let budgets = rows.iter().filter(|r| r.control.starts_with("budget"));
+        let naive = find(rows, "3 naive retries").map(|r| r.median(RunResult::amplification));
+        format!(
+            "retry budgets hold the failing dependency's load to {} the clients' requests; \
+             3 naive retries make it {}",
+            span(&mut budgets.into_iter(), RunResult::amplification, Format::Ratio),
+            naive.map_or("-".into(), |x| Format::Ratio.cell(x)),
+        )
+    }
+    Plan {
+        number: 2,
+        slug: "retry-storm",
+        title: "Retry storm (the dependency fails every call, load 0.5x)",
+        explanation: "When a dependency fails, every layer that retries multiplies the load on it: \
+            three retries make four times the traffic exactly when it can least take it. A retry \
+            budget caps retries at a fraction of real requests, so the load stays near what \
+            clients actually ask for. Nothing succeeds here: what counts is the load the \
+            failing dependency must absorb.",
+        rows: vec![
+            row("no retries", Setup::Uncontrolled),
+            row("3 naive retries", Setup::Naive(3)),
+            row("budget: finagle 10%", Setup::Windowed(finagle_10)),
+            row("budget: finagle 20%", Setup::Windowed(WindowedConfig::finagle())),
+            row("budget: grpc a6 (10, 0.1)", Setup::Quota(|| TokenQuota::grpc_a6(10.0, 0.1).unwrap())),
+            row("budget: aws standard", Setup::Quota(TokenQuota::aws_standard_legacy)),
+            row("budget: envoy 20%, 3", Setup::Concurrency(ConcurrencyBudget::envoy)),
+        ],
+        metrics: vec![
+            Metric { header: "ampl.", value: RunResult::amplification, format: Format::Ratio },
+            Metric { header: "dep. load", value: dependency_load, format: Format::Ratio },
+            Metric { header: "retries", value: retries, format: Format::Count },
+            Metric { header: "denied", value: denied, format: Format::Count },
+        ],
+        verdict,
+        events: vec![],
+    }
+}
+
+fn dead_dependency(options: &Options) -> Plan {
+    let mut m = model(options, Schedule::constant(0.5), 60 * SEC);
     // Dead from 10 s to 40 s: every call hangs past the client timeout, then fails.
     let dead = Health { failing: 1.0, slowdown: 200.0 };
     m.health = Schedule(vec![(0, HEALTHY), (10 * SEC, dead), (40 * SEC, HEALTHY)]);
     let case = "dead 10-40 s".to_string();
-    let job = |control: &str, setup| Job {
+    let row = |control: &str, setup| Row {
         case: case.clone(),
         control: control.into(),
+        family: None,
         model: m.clone(),
         setup,
     };
-    fn annotate(rows: &mut [Row], series: &[Series]) {
-        let capacity = f64::from(WORKERS) * SEC as f64 / SERVICE as f64;
-        for (row, (_, buckets)) in rows.iter_mut().zip(series) {
-            let back = recovery_s(buckets, 40 * SEC, 0.5 * capacity)
-                .map_or("traffic never returned".into(), |s| {
-                    format!("traffic back {s:.1} s after the dependency")
-                });
-            row.note = if row.note.is_empty() { back } else { format!("{}; {back}", row.note) };
-        }
+    fn back(r: &RunResult) -> f64 {
+        metrics::recovery_s(&r.buckets, 40 * SEC, 0.9)
+    }
+    fn while_dead(r: &RunResult) -> f64 {
+        r.calls_while_dead as f64
+    }
+    fn opened(r: &RunResult) -> f64 {
+        r.breaker_opened.map_or(f64::NAN, |n| n as f64)
+    }
+    fn verdict(rows: &[RowResult]) -> String {
+        let valve = find(rows, "breaker: valve default");
+        let none = find(rows, "no breaker");
+        let show = |r: Option<&RowResult>, f: fn(&RunResult) -> f64, fmt: Format| {
+            r.map_or("-".into(), |r| fmt.cell(r.median(f)))
+        };
+        format!(
+            "valve's breaker sends {} calls to the dead dependency (none: {}) and has traffic \
+             back {} after it recovers (none: {}); 50 % goodput is the ceiling at 0.5x",
+            show(valve, while_dead, Format::Count),
+            show(none, while_dead, Format::Count),
+            show(valve, back, Format::Secs),
+            show(none, back, Format::Secs),
+        )
     }
     Plan {
         number: 3,
-        title: "Dead dependency (down from 10 s to 40 s, load 0.5x)",
-        explanation: "A dependency that hangs until every caller times out keeps absorbing calls,             threads and queue space for nothing. A circuit breaker stops the calls after a few             failures, lets a handful of probes through per open period, and returns traffic             when the probes succeed.",
-        jobs: vec![
-            job("no breaker", Setup::Uncontrolled),
-            job("breaker (valve)", Setup::Breaker(BreakerConfig::default)),
-            job("breaker (resilience4j)", Setup::Breaker(BreakerConfig::resilience4j)),
-            job("breaker (gobreaker)", Setup::Breaker(BreakerConfig::gobreaker)),
-            job("breaker (polly)", Setup::Breaker(BreakerConfig::polly)),
-            job("breaker (hystrix)", Setup::Breaker(BreakerConfig::hystrix)),
+        slug: "dead-dependency",
+        title: "Dead dependency (down from 10 s to 40 s, load 0.5x: 50 % goodput is the ceiling)",
+        explanation: "A dependency that hangs until every caller times out keeps absorbing \
+            calls, threads and queue space for nothing. A circuit breaker stops the calls after \
+            a few failures, lets a handful of probes through per open period, and returns \
+            traffic when the probes succeed. At 0.5x load goodput cannot pass 50 % of capacity, \
+            and with the dependency down for half the run, about 25 %.",
+        rows: vec![
+            row("no breaker", Setup::Uncontrolled),
+            row("breaker: valve default", Setup::Breaker(BreakerConfig::default)),
+            row("breaker: resilience4j preset", Setup::Breaker(BreakerConfig::resilience4j)),
+            row("breaker: gobreaker preset", Setup::Breaker(BreakerConfig::gobreaker)),
+            row("breaker: polly preset", Setup::Breaker(BreakerConfig::polly)),
+            row("breaker: hystrix preset", Setup::Breaker(BreakerConfig::hystrix)),
         ],
-        annotate,
+        metrics: vec![
+            metrics::GOODPUT,
+            Metric { header: "dead calls", value: while_dead, format: Format::Count },
+            Metric { header: "opened", value: opened, format: Format::Count },
+            Metric { header: "back after", value: back, format: Format::Secs },
+        ],
+        verdict,
+        events: vec![(10 * SEC, "dependency down"), (40 * SEC, "back")],
     }
 }
 
-fn mixed(seed: u64) -> Plan {
+/// The verdict of a scenario with a step: the defaults' worst second against the fixed limit's,
+/// and how fast their limits settle.
+fn step_verdict(rows: &[RowResult], worst: fn(&RunResult) -> f64, settle: fn(&RunResult) -> f64) -> String {
+    let fixed = find(rows, FIXED).map_or(f64::NAN, |r| r.median(worst));
+    let none = rows.iter().filter(|r| r.control.starts_with("no limit"));
+    format!(
+        "worst second: valve defaults {}, fixed at capacity {}, no limit {}; their limits \
+         settle {} after each step",
+        span(&mut defaults(rows), worst, Format::Pct),
+        Format::Pct.cell(fixed),
+        span(&mut none.into_iter(), worst, Format::Pct),
+        span(&mut defaults(rows), settle, Format::Secs),
+    )
+}
+
+fn spike(options: &Options) -> Plan {
+    let load = Schedule(vec![(0, 0.8), (10 * SEC, 1.4), (20 * SEC, 0.8)]);
+    let m = model(options, load, 60 * SEC);
+    fn worst(r: &RunResult) -> f64 {
+        metrics::worst_second_pct(&r.buckets, 10 * SEC, 25 * SEC)
+    }
+    fn recovered(r: &RunResult) -> f64 {
+        metrics::recovery_s(&r.buckets, 20 * SEC, 0.9)
+    }
+    fn settle(r: &RunResult) -> f64 {
+        metrics::settle_s(&r.buckets, 10 * SEC).max(metrics::settle_s(&r.buckets, 20 * SEC))
+    }
+    fn verdict(rows: &[RowResult]) -> String {
+        step_verdict(rows, worst, settle)
+    }
+    Plan {
+        number: 4,
+        slug: "spike",
+        title: "A 1.4x spike for 10 s, then back to 0.8x",
+        explanation: "A short spike fills the queue with work that will time out, and that queue \
+            outlives the spike: after the load falls back, new requests still wait behind doomed \
+            ones, so goodput stays near zero (a metastable failure). A limit never lets the \
+            queue build, so the service recovers as soon as the spike ends. Worst 1 s: the \
+            worst second from 10 s to 25 s, as % of what the service could answer.",
+        rows: limiter_rows(options, "1.4x spike", &m),
+        metrics: vec![
+            metrics::GOODPUT,
+            Metric { header: "worst 1 s", value: worst, format: Format::Pct },
+            Metric { header: "recovered", value: recovered, format: Format::Secs },
+            Metric { header: "settles", value: settle, format: Format::Secs },
+            metrics::P99,
+            metrics::LIMIT,
+        ],
+        verdict,
+        events: vec![(10 * SEC, "spike"), (20 * SEC, "spike ends")],
+    }
+}
+
+fn capacity_change(options: &Options) -> Plan {
+    let mut m = model(options, Schedule::constant(0.9), 60 * SEC);
+    m.workers = Schedule(vec![(0, WORKERS), (20 * SEC, WORKERS / 2), (40 * SEC, WORKERS)]);
+    fn worst(r: &RunResult) -> f64 {
+        metrics::worst_second_pct(&r.buckets, 20 * SEC, 45 * SEC)
+    }
+    fn down(r: &RunResult) -> f64 {
+        metrics::recovery_s(&r.buckets, 20 * SEC, 0.9)
+    }
+    fn up(r: &RunResult) -> f64 {
+        metrics::recovery_s(&r.buckets, 40 * SEC, 0.9)
+    }
+    fn settle(r: &RunResult) -> f64 {
+        metrics::settle_s(&r.buckets, 20 * SEC).max(metrics::settle_s(&r.buckets, 40 * SEC))
+    }
+    fn verdict(rows: &[RowResult]) -> String {
+        step_verdict(rows, worst, settle)
+    }
+    Plan {
+        number: 5,
+        slug: "capacity",
+        title: "Capacity halves at 20 s, returns at 40 s (load 0.9x of full capacity)",
+        explanation: "Capacity is not a constant: a deploy, a noisy neighbour or a slow \
+            dependency halves it without warning. A limit that learns capacity follows it down \
+            within seconds and back up when it returns; a fixed limit set for the old capacity \
+            lets the queue grow. Worst 1 s: the worst second from 20 s to 45 s, as % of what \
+            the service could answer; down, up: seconds until goodput holds 90 % of that.",
+        rows: limiter_rows(options, "halve, return", &m),
+        metrics: vec![
+            metrics::GOODPUT,
+            Metric { header: "worst 1 s", value: worst, format: Format::Pct },
+            Metric { header: "down", value: down, format: Format::Secs },
+            Metric { header: "up", value: up, format: Format::Secs },
+            Metric { header: "settles", value: settle, format: Format::Secs },
+            metrics::LIMIT,
+        ],
+        verdict,
+        events: vec![(20 * SEC, "capacity halves"), (40 * SEC, "returns")],
+    }
+}
+
+fn drift(options: &Options) -> Plan {
+    let m = model(options, Schedule::constant(1.2), 600 * SEC);
+    fn minute_1(r: &RunResult) -> f64 {
+        metrics::median_limit(&r.buckets, 50 * SEC, 60 * SEC)
+    }
+    fn minute_10(r: &RunResult) -> f64 {
+        metrics::median_limit(&r.buckets, 590 * SEC, 600 * SEC)
+    }
+    fn verdict(rows: &[RowResult]) -> String {
+        let presets = rows.iter().filter(|r| r.control.ends_with("preset"));
+        format!(
+            "valve defaults' limits move {} in ten minutes (target: at most 1.10x); the \
+             presets' {}",
+            span(&mut defaults(rows), metrics::drift, Format::Ratio),
+            span(&mut presets.into_iter(), metrics::drift, Format::Ratio),
+        )
+    }
+    Plan {
+        number: 6,
+        slug: "drift",
+        title: "Ten minutes at 1.2x",
+        explanation: "Under mild, sustained overload some algorithms read the lasting queueing \
+            delay as the new normal and let the limit creep up until it protects nothing. The \
+            limit should hold: at minute 10 no more than 1.1x its value at minute 1.",
+        rows: limiter_rows(options, "1.2x, 10 min", &m),
+        metrics: vec![
+            metrics::GOODPUT,
+            metrics::P99,
+            Metric { header: "limit m1", value: minute_1, format: Format::Limit },
+            Metric { header: "limit m10", value: minute_10, format: Format::Limit },
+            Metric { header: "drift", value: metrics::drift, format: Format::Ratio },
+        ],
+        verdict,
+        events: vec![],
+    }
+}
+
+fn mixed(options: &Options) -> Plan {
     let load = Schedule(vec![(0, 0.7), (20 * SEC, 2.0), (30 * SEC, 0.7)]);
-    let mut m = model(load, 60 * SEC, seed);
+    let mut m = model(options, load, 60 * SEC);
     m.workers = Schedule(vec![(0, WORKERS), (15 * SEC, WORKERS / 2), (45 * SEC, WORKERS)]);
     m.health = Schedule(vec![
         (0, HEALTHY),
         (35 * SEC, Health { failing: 0.3, slowdown: 1.0 }),
         (50 * SEC, HEALTHY),
     ]);
-    let case = "mixed incident".to_string();
+    let case = "mixed".to_string();
+    fn verdict(rows: &[RowResult]) -> String {
+        let show = |control: &str, f: fn(&RunResult) -> f64, fmt: Format| {
+            find(rows, control).map_or("-".into(), |r| fmt.cell(r.median(f)))
+        };
+        let (naive, valve) = ("naive: 3 retries, no controls", "valve: gradient2, finagle 10%, breaker");
+        format!(
+            "valve's controls together: goodput {} (naive clients {}), p99 {} ms ({} ms)",
+            show(valve, goodput, Format::Pct),
+            show(naive, goodput, Format::Pct),
+            show(valve, |r| r.p99_ms, Format::Ms),
+            show(naive, |r| r.p99_ms, Format::Ms),
+        )
+    }
     Plan {
         number: 7,
+        slug: "mixed",
         title: "All controls against a mixed incident",
-        explanation: "Real incidents combine: capacity halves (15-45 s), a 2x burst arrives             (20-30 s) and the dependency then fails 30 % of calls (35-50 s), while clients             retry. The limiter, the retry budget and the breaker together keep goodput up             and latency bounded where naive clients with no controls collapse.",
-        jobs: vec![
-            Job {
+        explanation: "Real incidents combine: capacity halves (15-45 s), a 2x burst arrives \
+            (20-30 s) and the dependency then fails 30 % of calls (35-50 s), while clients \
+            retry. The limiter, the retry budget and the breaker together keep goodput up \
+            and latency bounded where naive clients with no controls collapse.",
+        rows: vec![
+            Row {
                 case: case.clone(),
                 control: "naive: 3 retries, no controls".into(),
+                family: None,
                 model: m.clone(),
                 setup: Setup::Everything(false),
             },
-            Job {
+            Row {
                 case,
-                control: "valve: gradient2 + finagle 10% + breaker".into(),
+                control: "valve: gradient2, finagle 10%, breaker".into(),
+                family: Some("gradient2"),
                 model: m,
                 setup: Setup::Everything(true),
             },
         ],
-        annotate: no_notes,
-    }
-}
-
-fn overload(seed: u64) -> Plan {
-    let mut jobs = Vec::new();
-    for x in [2.0, 4.0, 10.0, 25.0] {
-        let m = model(Schedule::constant(x), 20 * SEC, seed);
-        jobs.extend(limiter_jobs(&format!("{x}x"), &m));
-    }
-    Plan {
-        number: 1,
-        title: "Timeouts only, at 2x to 25x overload",
-        explanation: "Timeouts bound how long a client waits, not how much work the server \
-            admits: past capacity the queue grows until every request waits longer than its \
-            client, and the server spends all its time on answers nobody reads. A limit sheds \
-            the excess at once, so the work it admits finishes in time.",
-        jobs,
-        annotate: no_notes,
-    }
-}
-
-fn retry_storm(seed: u64) -> Plan {
-    let mut m = model(Schedule::constant(0.5), 20 * SEC, seed);
-    m.health = Schedule::constant(Health { failing: 1.0, slowdown: 1.0 });
-    let case = "dependency failing".to_string();
-    let job = |control: &str, setup| Job {
-        case: case.clone(),
-        control: control.into(),
-        model: m.clone(),
-        setup,
-    };
-    let finagle_10 = WindowedConfig { percent_can_retry: 0.1, ..WindowedConfig::finagle() };
-    Plan {
-        number: 2,
-        title: "Retry storm",
-        explanation: "When a dependency fails, every layer that retries multiplies the load on it: \
-            three retries make four times the traffic exactly when it can least take it. A retry \
-            budget caps retries at a fraction of real requests, so the load stays near what \
-            clients actually ask for.",
-        jobs: vec![
-            job("no retries", Setup::Uncontrolled),
-            job("3 naive retries", Setup::Naive(3)),
-            job("budget: finagle 10%", Setup::Windowed(finagle_10)),
-            job("budget: finagle 20%", Setup::Windowed(WindowedConfig::finagle())),
-            job(
-                "budget: grpc a6 (10, 0.1)",
-                Setup::Quota(|| TokenQuota::grpc_a6(10.0, 0.1).unwrap()),
-            ),
-            job("budget: aws standard", Setup::Quota(TokenQuota::aws_standard_legacy)),
-            job("budget: envoy 20%, 3", Setup::Concurrency(ConcurrencyBudget::envoy)),
+        metrics: vec![metrics::GOODPUT, metrics::P50, metrics::P99, metrics::AMPLIFICATION],
+        verdict,
+        events: vec![
+            (15 * SEC, "capacity halves"),
+            (20 * SEC, "2x burst"),
+            (35 * SEC, "30 % failing"),
+            (45 * SEC, "capacity returns"),
         ],
-        annotate: no_notes,
     }
 }
 
-/// Seconds from `from` until the first bucket from which goodput stays at or above 90 % of
-/// `expected` per second for a whole second; `None` if never within the run.
-fn recovery_s(buckets: &[Bucket], from: Nanos, expected_per_s: f64) -> Option<f64> {
-    let per_bucket = expected_per_s * BUCKET as f64 / SEC as f64 * 0.9;
-    let start = (from / BUCKET) as usize;
-    let window = (SEC / BUCKET) as usize;
-    (start..buckets.len().saturating_sub(window))
-        .find(|&i| buckets[i..i + window].iter().all(|b| f64::from(b.good) >= per_bucket))
-        .map(|i| (i - start) as f64 * BUCKET as f64 / SEC as f64)
-}
+/// The ramp's load passes 1.2x at this moment (0.5x at 0 s, 5x at 120 s).
+const RAMP_OVERLOADED: Nanos = 28 * SEC + 700 * MS;
 
-fn spike(seed: u64) -> Plan {
-    let load = Schedule(vec![(0, 0.8), (10 * SEC, 1.4), (20 * SEC, 0.8)]);
-    let m = model(load, 60 * SEC, seed);
-    fn annotate(rows: &mut [Row], series: &[Series]) {
-        let capacity = f64::from(WORKERS) * SEC as f64 / SERVICE as f64;
-        for (row, (_, buckets)) in rows.iter_mut().zip(series) {
-            row.note = match recovery_s(buckets, 20 * SEC, 0.8 * capacity) {
-                Some(s) => format!("recovered {s:.1} s after the spike"),
-                None => "never recovered".into(),
-            };
-        }
+fn ramp(options: &Options) -> Plan {
+    let m = model(options, Schedule::ramp(0.5, 5.0, 0, 120 * SEC), 130 * SEC);
+    fn overloaded(r: &RunResult) -> f64 {
+        metrics::goodput_between_pct(&r.buckets, RAMP_OVERLOADED, r.duration)
+    }
+    fn worst(r: &RunResult) -> f64 {
+        metrics::worst_second_pct(&r.buckets, RAMP_OVERLOADED, r.duration)
+    }
+    fn verdict(rows: &[RowResult]) -> String {
+        let none = rows.iter().filter(|r| r.control.starts_with("no limit"));
+        format!(
+            "past 1.2x, valve defaults keep {} goodput (worst second {}); timeouts only: {}",
+            span(&mut defaults(rows), overloaded, Format::Pct),
+            span(&mut defaults(rows), worst, Format::Pct),
+            span(&mut none.into_iter(), overloaded, Format::Pct),
+        )
     }
     Plan {
-        number: 4,
-        title: "A 1.4x spike for 10 s, then back to 0.8x",
-        explanation: "A short spike fills the queue with work that will time out, and that queue \
-            outlives the spike: after the load falls back, new requests still wait behind doomed \
-            ones, so goodput stays near zero (a metastable failure). A limit never lets the \
-            queue build, so the service recovers as soon as the spike ends.",
-        jobs: limiter_jobs("1.4x spike", &m),
-        annotate,
-    }
-}
-
-fn capacity_change(seed: u64) -> Plan {
-    let mut m = model(Schedule::constant(0.9), 60 * SEC, seed);
-    m.workers = Schedule(vec![(0, WORKERS), (20 * SEC, WORKERS / 2), (40 * SEC, WORKERS)]);
-    fn annotate(rows: &mut [Row], series: &[Series]) {
-        let capacity = f64::from(WORKERS) * SEC as f64 / SERVICE as f64;
-        for (row, (_, buckets)) in rows.iter_mut().zip(series) {
-            let down = recovery_s(buckets, 20 * SEC, 0.5 * capacity);
-            let up = recovery_s(buckets, 40 * SEC, 0.9 * capacity);
-            let show = |r: Option<f64>| r.map_or("never".into(), |s| format!("{s:.1} s"));
-            row.note = format!("followed down {}, up {}", show(down), show(up));
-        }
-    }
-    Plan {
-        number: 5,
-        title: "Capacity halves at 20 s, returns at 40 s (load 0.9x of full capacity)",
-        explanation: "Capacity is not a constant: a deploy, a noisy neighbour or a slow \
-            dependency halves it without warning. A limit that learns capacity follows it down \
-            within seconds and back up when it returns; a fixed limit set for the old capacity \
-            lets the queue grow.",
-        jobs: limiter_jobs("halve and return", &m),
-        annotate,
-    }
-}
-
-fn drift(seed: u64) -> Plan {
-    let m = model(Schedule::constant(1.2), 600 * SEC, seed);
-    fn annotate(rows: &mut [Row], series: &[Series]) {
-        for (row, (_, buckets)) in rows.iter_mut().zip(series) {
-            let median = |from: usize, to: usize| {
-                let mut limits: Vec<u32> = buckets[from.min(buckets.len())..to.min(buckets.len())]
-                    .iter()
-                    .map(|b| b.limit)
-                    .collect();
-                limits.sort_unstable();
-                limits.get(limits.len() / 2).copied().unwrap_or(0)
-            };
-            let per_s = (SEC / BUCKET) as usize;
-            let (minute1, minute10) =
-                (median(50 * per_s, 60 * per_s), median(590 * per_s, 600 * per_s));
-            if minute1 > 0 {
-                row.note = format!(
-                    "limit min 1: {minute1}, min 10: {minute10} ({:.2}x)",
-                    f64::from(minute10) / f64::from(minute1)
-                );
-            }
-        }
-    }
-    Plan {
-        number: 6,
-        title: "Ten minutes at 1.2x",
-        explanation: "Under mild, sustained overload some algorithms read the lasting queueing \
-            delay as the new normal and let the limit creep up until it protects nothing. The \
-            limit should hold: at minute 10 no more than 1.1x its value at minute 1.",
-        jobs: limiter_jobs("1.2x for 10 min", &m),
-        annotate,
+        number: 8,
+        slug: "ramp",
+        title: "A ramp from 0.5x to 5x over 120 s",
+        explanation: "Load rarely steps; it climbs. A limit must follow the service through \
+            the moment it becomes overloaded and keep it busy as the excess grows. Goodput and \
+            worst 1 s: from the moment the load passes 1.2x (28.7 s) to the end (130 s), as % \
+            of capacity.",
+        rows: limiter_rows(options, "0.5x to 5x", &m),
+        metrics: vec![
+            Metric { header: "goodput", value: overloaded, format: Format::Pct },
+            Metric { header: "worst 1 s", value: worst, format: Format::Pct },
+            metrics::P99,
+            metrics::P99_X,
+            metrics::LIMIT,
+        ],
+        verdict,
+        events: vec![(RAMP_OVERLOADED, "1.2x"), (120 * SEC, "5x")],
     }
 }

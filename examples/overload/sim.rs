@@ -3,8 +3,8 @@
 //!
 //! Clients send original requests as a Poisson stream (open loop). Each attempt passes, in
 //! order, the circuit breaker (if any), the concurrency limiter (if any) and the server's FIFO
-//! queue; a worker serves it for an exponential service time scaled by the dependency's
-//! slowdown, and it fails if the dependency is failing. The client gives up at its timeout; the
+//! queue; a worker serves it for a service time drawn from the model's shape (exponential or
+//! lognormal, same mean) scaled by the dependency's slowdown, and it fails if the dependency is failing. The client gives up at its timeout; the
 //! server still finishes the work (nobody tells it), which is how a queue turns overload into
 //! collapse. A failed or timed-out attempt may be retried: naively, or if a retry budget allows,
 //! after a backoff delay. The limiter learns from completions (success, or dropped when the
@@ -34,7 +34,97 @@ impl<T: Copy> Schedule<T> {
     }
 
     pub fn at(&self, t: Nanos) -> T {
-        self.0.iter().take_while(|(from, _)| *from <= t).last().map_or(self.0[0].1, |s| s.1)
+        let steps = self.0.partition_point(|(from, _)| *from <= t);
+        self.0[steps.saturating_sub(1)].1
+    }
+}
+
+impl Schedule<f64> {
+    /// `from` until `start`, then a straight line to `to` at `end` in steps of one [`BUCKET`],
+    /// then `to`.
+    pub fn ramp(from: f64, to: f64, start: Nanos, end: Nanos) -> Self {
+        let steps = (end - start) / BUCKET;
+        let mut points = vec![(0, from)];
+        points.extend((0..=steps).map(|i| {
+            let share = i as f64 / steps.max(1) as f64;
+            (start + i * BUCKET, from + (to - from) * share)
+        }));
+        Self(points)
+    }
+}
+
+/// The distribution of service times, all with the model's mean.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ServiceShape {
+    /// Exponential (M/M/c): the standard deviation equals the mean.
+    Exponential,
+    /// Lognormal with this shape parameter sigma: heavier tailed (sigma 1: p99 6.2x the mean,
+    /// against 4.6x for exponential).
+    Lognormal(f64),
+}
+
+impl ServiceShape {
+    pub fn name(self) -> String {
+        match self {
+            Self::Exponential => "exponential".into(),
+            Self::Lognormal(sigma) => format!("lognormal (sigma {sigma})"),
+        }
+    }
+
+    /// The `q` quantile of a service time of mean `mean`: what an unloaded service answers in.
+    pub fn quantile(self, mean: f64, q: f64) -> f64 {
+        match self {
+            Self::Exponential => -mean * (1.0 - q).ln(),
+            Self::Lognormal(sigma) => {
+                let mu = mean.ln() - sigma * sigma / 2.0;
+                (mu + sigma * normal_quantile(q)).exp()
+            }
+        }
+    }
+}
+
+/// The standard normal quantile (Acklam's rational approximation, relative error below
+/// 1.2e-9), for the unloaded percentiles of lognormal service times.
+fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.383577518672690e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] =
+        [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
+    let tail = |q: f64| {
+        let q = (-2.0 * q.ln()).sqrt();
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < 0.02425 {
+        tail(p)
+    } else if p > 1.0 - 0.02425 {
+        -tail(1.0 - p)
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
     }
 }
 
@@ -57,6 +147,7 @@ pub struct Model {
     pub load: Schedule<f64>,
     pub nominal_workers: u32,
     pub service_mean: Nanos,
+    pub service_shape: ServiceShape,
     pub timeout: Nanos,
     pub health: Schedule<Health>,
     pub duration: Nanos,
@@ -95,12 +186,22 @@ pub struct Controls<'a, A: LimitAlgorithm> {
     pub retries: Retries<'a>,
 }
 
-/// One time-series bucket.
+/// One time-series bucket of [`BUCKET`].
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Bucket {
-    pub limit: u32,
+    /// The limit at the bucket's start; `None` without a limiter.
+    pub limit: Option<u32>,
+    /// Workers at the bucket's start.
     pub capacity: u32,
+    /// Answers within the client timeout.
     pub good: u32,
+    /// Calls that passed every control and reached the server.
+    pub sent: u32,
+    /// The most answers the service could give in the bucket: the offered load or the
+    /// capacity, whichever is lower (expected values, not this run's draws).
+    pub possible: f64,
+    /// Answers the full (nominal) capacity gives in a bucket.
+    pub nominal: f64,
     pub p99_ms: f64,
 }
 
@@ -169,15 +270,27 @@ struct Run<'r, 'a> {
     retries: &'r Retries<'a>,
 }
 
-struct Exp(SplitMix64);
+struct Draws(SplitMix64);
 
-impl Exp {
+impl Draws {
     fn unit(&mut self) -> f64 {
         (self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    fn sample(&mut self, mean: f64) -> Nanos {
+    fn exponential(&mut self, mean: f64) -> Nanos {
         (-mean * (1.0 - self.unit()).ln()) as Nanos
+    }
+
+    /// A service time of mean `mean` in `shape` (lognormal by Box-Muller).
+    fn service(&mut self, shape: ServiceShape, mean: f64) -> Nanos {
+        match shape {
+            ServiceShape::Exponential => self.exponential(mean),
+            ServiceShape::Lognormal(sigma) => {
+                let (u, v) = (1.0 - self.unit(), self.unit());
+                let z = (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos();
+                (mean.ln() - sigma * sigma / 2.0 + sigma * z).exp() as Nanos
+            }
+        }
     }
 }
 
@@ -187,7 +300,7 @@ pub fn run<'a, A: LimitAlgorithm>(
     controls: &Controls<'a, A>,
     clock: &ManualClock,
 ) -> Report {
-    let mut rng = Exp(SplitMix64::seeded(model.seed));
+    let mut rng = Draws(SplitMix64::seeded(model.seed));
     let mut run = Run {
         report: Report::default(),
         requests: Vec::new(),
@@ -215,7 +328,7 @@ pub fn run<'a, A: LimitAlgorithm>(
             Event::Arrival => {
                 // A non-homogeneous Poisson stream by thinning: candidates at the peak rate,
                 // each kept with probability load(t) / peak.
-                run.events.push(Reverse((now + rng.sample(peak_gap), Event::Arrival)));
+                run.events.push(Reverse((now + rng.exponential(peak_gap), Event::Arrival)));
                 if rng.unit() * peak_load < model.load.at(now) {
                     run.report.offered += 1;
                     run.requests.push(Request {
@@ -232,18 +345,28 @@ pub fn run<'a, A: LimitAlgorithm>(
             }
             Event::Retry(request) => send = Some(request),
             Event::Tick => {
-                run.bucket.limit = controls.limiter.map_or(0, |l| l.limit());
-                run.bucket.capacity = model.workers.at(now);
-                run.bucket_latencies.sort_unstable();
-                run.bucket.p99_ms = percentile_ms(&run.bucket_latencies, 0.99);
+                // The bucket ending now is complete; the next one starts with this moment's
+                // limit, capacity and load.
                 if now > 0 {
+                    run.bucket_latencies.sort_unstable();
+                    run.bucket.p99_ms = percentile_ms(&run.bucket_latencies, 0.99);
                     run.report.buckets.push(run.bucket);
+                    run.bucket_latencies.clear();
                 }
-                run.bucket = Bucket::default();
-                run.bucket_latencies.clear();
-                run.report.capacity_total +=
-                    f64::from(model.workers.at(now)) * BUCKET as f64 / model.service_mean as f64;
-                run.events.push(Reverse((now + BUCKET, Event::Tick)));
+                if now < model.duration {
+                    let per_bucket = BUCKET as f64 / model.service_mean as f64;
+                    let capacity = f64::from(model.workers.at(now)) * per_bucket;
+                    let nominal = f64::from(model.nominal_workers) * per_bucket;
+                    run.bucket = Bucket {
+                        limit: controls.limiter.map(|l| l.limit()),
+                        capacity: model.workers.at(now),
+                        possible: capacity.min(model.load.at(now) * nominal),
+                        nominal,
+                        ..Bucket::default()
+                    };
+                    run.report.capacity_total += capacity;
+                    run.events.push(Reverse((now + BUCKET, Event::Tick)));
+                }
             }
             Event::Served(id) => {
                 busy -= 1;
@@ -326,6 +449,7 @@ pub fn run<'a, A: LimitAlgorithm>(
                 retry_slot,
             });
             let id = calls.len() - 1;
+            run.bucket.sent += 1;
             queue.push_back(id);
             run.events.push(Reverse((now + model.timeout, Event::Deadline(id))));
         }
@@ -334,7 +458,8 @@ pub fn run<'a, A: LimitAlgorithm>(
         while busy < model.workers.at(now) {
             let Some(id) = queue.pop_front() else { break };
             busy += 1;
-            let service = rng.sample(model.service_mean as f64 * model.health.at(now).slowdown);
+            let mean = model.service_mean as f64 * model.health.at(now).slowdown;
+            let service = rng.service(model.service_shape, mean);
             run.events.push(Reverse((now + service.max(1), Event::Served(id))));
         }
     }
