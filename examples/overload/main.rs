@@ -28,6 +28,7 @@ usage: cargo run --release --example overload -- [OPTIONS]
   --scenario N[,N...]   run only these scenarios (1-8; default: all)
   --seeds N | A-B       seeds 1 to N, or A to B (default: 1); tables show the median
   --seed S              one seed, S
+  --only TEXT           run only the rows whose control contains TEXT (and the fixed limit)
   --service SHAPE       exponential (default) or lognormal (sigma 1, same mean)
   --summary             check the targets on every valve default over the seeds (default
                         1-20) and both service shapes (unless --service is given); print a
@@ -45,11 +46,12 @@ struct Args {
     summary: bool,
     json: bool,
     plots: Option<String>,
+    only: Option<String>,
 }
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut parsed =
-        Args { scenarios: None, seeds: None, shape: None, summary: false, json: false, plots: None };
+        Args { scenarios: None, seeds: None, shape: None, summary: false, json: false, plots: None, only: None };
     let mut it = args;
     let number = |s: &str| s.trim().parse::<u64>().map_err(|_| format!("not a number: {s}"));
     while let Some(arg) = it.next() {
@@ -84,6 +86,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
                 })
             }
             "--summary" => parsed.summary = true,
+            "--only" => parsed.only = Some(value("--only")?),
             "--plots" => parsed.plots = Some(value("--plots")?),
             "--json" => parsed.json = true,
             "-h" | "--help" => return Err(USAGE.into()),
@@ -149,12 +152,18 @@ fn simulate(plans: &[Plan], seeds: (u64, u64)) -> Vec<Vec<RowResult>> {
         .collect()
 }
 
-fn plans(options: &Options, only: Option<&[u32]>) -> Vec<Plan> {
-    SCENARIOS
+fn plans(options: &Options, args: &Args, scenarios: Option<&[u32]>) -> Vec<Plan> {
+    let mut plans: Vec<Plan> = SCENARIOS
         .iter()
         .map(|make| make(options))
-        .filter(|p| only.is_none_or(|only| only.contains(&p.number)))
-        .collect()
+        .filter(|p| scenarios.is_none_or(|only| only.contains(&p.number)))
+        .collect();
+    if let Some(only) = &args.only {
+        for plan in &mut plans {
+            plan.rows.retain(|r| r.control.contains(only.as_str()) || r.control == scenarios::FIXED);
+        }
+    }
+    plans
 }
 
 const WIDTH: usize = 100;
@@ -164,16 +173,16 @@ fn print_table(plan: &Plan, rows: &[RowResult]) {
     println!("{}\n", textwrap(plan.explanation, WIDTH));
     let cases = rows.iter().map(|r| r.case.len()).max().unwrap_or(4).max(4);
     let controls = rows.iter().map(|r| r.control.len()).max().unwrap_or(7).max(7);
-    let cell = 10;
+    let cell = |m: &metrics::Metric| (m.header.len() + 1).max(8);
     print!("{:<cases$}  {:<controls$}", "case", "control");
     for m in &plan.metrics {
-        print!("{:>cell$}", m.header);
+        print!("{:>w$}", m.header, w = cell(m));
     }
     println!();
     for row in rows {
         print!("{:<cases$}  {:<controls$}", row.case, row.control);
         for m in &plan.metrics {
-            print!("{:>cell$}", m.format.cell(row.median(m.value)));
+            print!("{:>w$}", m.format.cell(row.median(m.value)), w = cell(m));
         }
         println!();
     }
@@ -258,23 +267,23 @@ fn summary(args: &Args) {
     let mut all_pass = true;
     for shape in shapes {
         let options = Options { shape, targets_only: true };
-        let plans = plans(&options, Some(&targets::SCENARIOS));
+        let plans = plans(&options, args, Some(&targets::SCENARIOS));
         let results = simulate(&plans, seeds);
         let evidence: Vec<_> = plans.iter().zip(results).collect();
         let controls = targets::controls(&evidence);
         println!("\n## {} service times\n", shape.name());
         let short = |c: &str| c.trim_end_matches(scenarios::VALVE_DEFAULT).trim_end_matches(": ").to_string();
-        print!("{:<30}{:>14}", "measure", "target");
+        print!("{:<29}{:>15}", "measure", "target");
         for c in &controls {
             print!("{:>14}", short(c));
         }
         println!();
         for target in &targets::TARGETS {
-            print!("{:<30}{:>14}", target.measure, target.goal);
+            print!("{:<29}{:>15}", target.measure, target.goal);
             for c in &controls {
                 let cell = target.check(&evidence, c);
                 all_pass &= cell.passed == cell.checked;
-                print!("{:>14}", target.cell(&cell));
+                print!(" {:>13}", target.cell(&cell));
             }
             println!();
         }
@@ -299,7 +308,7 @@ fn main() {
     let seeds = args.seeds.unwrap_or((1, 1));
     let shape = args.shape.unwrap_or(ServiceShape::Exponential);
     let options = Options { shape, targets_only: false };
-    let plans = plans(&options, args.scenarios.as_deref());
+    let plans = plans(&options, &args, args.scenarios.as_deref());
     if plans.is_empty() {
         eprintln!("no such scenario: choose 1 to {}", SCENARIOS.len());
         std::process::exit(2);

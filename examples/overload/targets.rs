@@ -133,10 +133,10 @@ impl Target {
     pub fn cell(&self, cell: &Cell) -> String {
         let worst = match (self.against_fixed, cell.worst) {
             (true, w) if !w.is_nan() => format!("{w:+.1}"),
-            (_, w) => self.format.cell(w),
+            (_, w) => self.format.cell(w).replace(' ', ""),
         };
-        let mark = if cell.passed == cell.checked { "ok" } else { "FAIL" };
-        format!("{}/{} {worst} {mark}", cell.passed, cell.checked)
+        let mark = if cell.passed == cell.checked { '✓' } else { '✗' };
+        format!("{mark} {}/{} {worst}", cell.passed, cell.checked)
     }
 }
 

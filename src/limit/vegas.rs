@@ -185,6 +185,11 @@ pub struct Vegas {
     probe_jitter: f64,
     rng: SplitMix64,
     slow_start: SlowStart,
+    /// Whether the first window's calls took about the same time (its smallest RTT at least
+    /// half its mean); `None` before it.
+    steady_first_window: Option<bool>,
+    /// Whether a noisy cold start's first `rtt_samples` have been flushed from the average.
+    cold_start_flushed: bool,
 }
 
 /// Netflix `Log10RootIntFunction`: `max(1, floor(log10 x))`, exact at powers of ten.
@@ -246,7 +251,35 @@ impl Vegas {
             probe_jitter,
             rng,
             slow_start: SlowStart::new(config.slow_start),
+            steady_first_window: None,
+            cold_start_flushed: false,
         })
+    }
+
+    /// Whether the cold start is over for a learnt baseline, and the RTT to start it from.
+    /// The first windows of a cold start hold its fastest calls. A steady service (the first
+    /// window's smallest RTT at least half its mean) starts from the first window's RTT if that
+    /// is at least half the average (see `smoothed.rs`), else from the average. A noisy one
+    /// (exponential service times: the first ten completions of twenty calls average about
+    /// half the mean, their smallest a twentieth) flushes its first `rtt_samples` and starts
+    /// from the average of the next: started from the first window, or from an average that
+    /// still held it, the baseline sat 10-45 % low, the queue estimate read the service's own
+    /// RTT as a queue of `alpha` to `beta`, and the limit froze below capacity for good.
+    fn cold_start_baseline(&mut self, sample: &WindowSample, rtt: f64) -> Option<f64> {
+        let steady =
+            *self.steady_first_window.get_or_insert(sample.min_rtt.saturating_mul(2) >= sample.rtt);
+        if !self.short_rtt.is_warm() {
+            return None;
+        }
+        if steady {
+            return Some(self.short_rtt.cold_start_baseline());
+        }
+        if !self.cold_start_flushed {
+            self.cold_start_flushed = true;
+            self.short_rtt.reset_to(rtt, sample.samples);
+            return None;
+        }
+        Some(rtt)
     }
 
     /// The configuration in force.
@@ -329,11 +362,15 @@ impl LimitAlgorithm for Vegas {
             return self.hold();
         }
         match c.baseline_band {
-            // The first windows of a cold start are the fastest calls: wait for the average.
-            Some(_) if !self.short_rtt.is_warm() => return self.hold(),
+            Some(band) if self.rtt_noload == 0.0 => match self.cold_start_baseline(sample, rtt) {
+                Some(start) => {
+                    self.rtt_noload = self.baseline.learn_within(rtt, sample.samples, band, start)
+                }
+                // The first windows of a cold start are the fastest calls: wait for the average.
+                None => return self.hold(),
+            },
             Some(band) => {
-                let start = self.short_rtt.cold_start_baseline();
-                self.rtt_noload = self.baseline.learn_within(rtt, sample.samples, band, start);
+                self.rtt_noload = self.baseline.learn_within(rtt, sample.samples, band, 0.0);
             }
             None if self.rtt_noload == 0.0 || rtt < self.rtt_noload => {
                 self.rtt_noload = rtt;
