@@ -445,7 +445,11 @@ fn dead_dependency(options: &Options) -> Plan {
 
 /// The verdict of a scenario with a step: the defaults' worst second against the fixed limit's,
 /// and how fast their limits settle.
-fn step_verdict(rows: &[RowResult], worst: fn(&RunResult) -> f64, settle: fn(&RunResult) -> f64) -> String {
+fn step_verdict(
+    rows: &[RowResult],
+    worst: fn(&RunResult) -> f64,
+    settle: fn(&RunResult) -> f64,
+) -> String {
     let fixed = find(rows, FIXED).map_or(f64::NAN, |r| r.median(worst));
     let none = rows.iter().filter(|r| r.control.starts_with("no limit"));
     format!(
@@ -467,11 +471,14 @@ fn spike(options: &Options) -> Plan {
     fn recovered(r: &RunResult) -> f64 {
         metrics::recovery_s(&r.buckets, 20 * SEC, 0.9)
     }
-    fn settle(r: &RunResult) -> f64 {
-        metrics::settle_s(&r.buckets, 10 * SEC).max(metrics::settle_s(&r.buckets, 20 * SEC))
+    fn settle_in(r: &RunResult) -> f64 {
+        metrics::settle_s(&r.buckets, 10 * SEC)
+    }
+    fn settle_out(r: &RunResult) -> f64 {
+        metrics::settle_s(&r.buckets, 20 * SEC)
     }
     fn verdict(rows: &[RowResult]) -> String {
-        step_verdict(rows, worst, settle)
+        step_verdict(rows, worst, |r| settle_in(r).max(settle_out(r)))
     }
     Plan {
         number: 4,
@@ -487,8 +494,8 @@ fn spike(options: &Options) -> Plan {
             metrics::GOODPUT,
             Metric { header: "worst 1 s", value: worst, format: Format::Pct },
             Metric { header: "recovered", value: recovered, format: Format::Secs },
-            Metric { header: "settles", value: settle, format: Format::Secs },
-            metrics::P99,
+            Metric { header: "settle in", value: settle_in, format: Format::Secs },
+            Metric { header: "settle out", value: settle_out, format: Format::Secs },
             metrics::LIMIT,
         ],
         verdict,
@@ -508,11 +515,14 @@ fn capacity_change(options: &Options) -> Plan {
     fn up(r: &RunResult) -> f64 {
         metrics::recovery_s(&r.buckets, 40 * SEC, 0.9)
     }
-    fn settle(r: &RunResult) -> f64 {
-        metrics::settle_s(&r.buckets, 20 * SEC).max(metrics::settle_s(&r.buckets, 40 * SEC))
+    fn settle_down(r: &RunResult) -> f64 {
+        metrics::settle_s(&r.buckets, 20 * SEC)
+    }
+    fn settle_up(r: &RunResult) -> f64 {
+        metrics::settle_s(&r.buckets, 40 * SEC)
     }
     fn verdict(rows: &[RowResult]) -> String {
-        step_verdict(rows, worst, settle)
+        step_verdict(rows, worst, |r| settle_down(r).max(settle_up(r)))
     }
     Plan {
         number: 5,
@@ -522,14 +532,16 @@ fn capacity_change(options: &Options) -> Plan {
             dependency halves it without warning. A limit that learns capacity follows it down \
             within seconds and back up when it returns; a fixed limit set for the old capacity \
             lets the queue grow. Worst 1 s: the worst second from 20 s to 45 s, as % of what \
-            the service could answer; down, up: seconds until goodput holds 90 % of that.",
+            the service could answer; down, up: seconds until goodput holds 90 % of that; \
+            settle: seconds until the limit holds within 20 % for 5 s.",
         rows: limiter_rows(options, "halve, return", &m),
         metrics: vec![
             metrics::GOODPUT,
             Metric { header: "worst 1 s", value: worst, format: Format::Pct },
             Metric { header: "down", value: down, format: Format::Secs },
             Metric { header: "up", value: up, format: Format::Secs },
-            Metric { header: "settles", value: settle, format: Format::Secs },
+            Metric { header: "settle down", value: settle_down, format: Format::Secs },
+            Metric { header: "settle up", value: settle_up, format: Format::Secs },
             metrics::LIMIT,
         ],
         verdict,

@@ -416,8 +416,12 @@ impl LimitAlgorithm for Gradient2 {
             Some(band) => short <= long * (1.0 + band),
             None => gradient >= 1.0,
         };
-        let allowance = if c.queue_only_when_unqueued && !unqueued { 0.0 } else { queue };
-        let mut next = estimate * gradient + allowance;
+        // With an averaged short RTT, a window acts only on the share of the average it
+        // brought: adding the whole allowance each window while the average still lags the
+        // queue the last ones built overshot and cut back, window after window.
+        let share = if c.rtt_samples == 0 { 1.0 } else { self.short_rtt.weight() };
+        let allowance = if c.queue_only_when_unqueued && !unqueued { 0.0 } else { queue * share };
+        let mut next = estimate * gradient.powf(share) + allowance;
         if c.smooth_increases || next < estimate {
             next = estimate * (1.0 - c.smoothing) + next * c.smoothing;
         }

@@ -190,6 +190,8 @@ pub struct Vegas {
     steady_first_window: Option<bool>,
     /// Whether a noisy cold start's first `rtt_samples` have been flushed from the average.
     cold_start_flushed: bool,
+    /// Samples averaged since the queue rule last cut the limit.
+    since_cut: f64,
 }
 
 /// Netflix `Log10RootIntFunction`: `max(1, floor(log10 x))`, exact at powers of ten.
@@ -253,6 +255,7 @@ impl Vegas {
             slow_start: SlowStart::new(config.slow_start),
             steady_first_window: None,
             cold_start_flushed: false,
+            since_cut: f64::INFINITY,
         })
     }
 
@@ -380,6 +383,17 @@ impl LimitAlgorithm for Vegas {
         }
         let queue = (self.current.estimate * (1.0 - self.rtt_noload / rtt)).ceil();
         let (alpha, beta, threshold) = self.thresholds();
+        // With an averaged RTT (`rtt_samples`), a window acts on the share of the average it
+        // brought: growth is scaled by it, and after a cut the queue rule waits until the
+        // average has seen as many samples again, as until then it still holds the queue it
+        // cut for. Acting on the whole lagging average every window cut the limit to half and
+        // grew it back by `beta` a window, around capacity for seconds after a load step.
+        let (share, fresh) = if c.rtt_samples == 0 {
+            (1.0, true)
+        } else {
+            self.since_cut += f64::from(sample.samples);
+            (self.short_rtt.weight(), self.since_cut >= f64::from(c.rtt_samples))
+        };
         let signal = sample.did_drop || queue >= f64::from(alpha);
         if let Some(next) = self.slow_start.next(limit, sample.max_in_flight, signal) {
             return self.publish(f64::from(self.bounds.clamp(next)));
@@ -398,10 +412,11 @@ impl LimitAlgorithm for Vegas {
         {
             return self.hold();
         } else if queue <= f64::from(threshold) {
-            self.current.estimate + f64::from(beta)
+            self.current.estimate + f64::from(beta) * share
         } else if queue < f64::from(alpha) {
-            self.current.estimate + f64::from(threshold)
-        } else if queue > f64::from(beta) {
+            self.current.estimate + f64::from(threshold) * share
+        } else if queue > f64::from(beta) && fresh {
+            self.since_cut = 0.0;
             self.decrease(queue)
         } else {
             return self.hold();
