@@ -50,8 +50,15 @@ struct Args {
 }
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut parsed =
-        Args { scenarios: None, seeds: None, shape: None, summary: false, json: false, plots: None, only: None };
+    let mut parsed = Args {
+        scenarios: None,
+        seeds: None,
+        shape: None,
+        summary: false,
+        json: false,
+        plots: None,
+        only: None,
+    };
     let mut it = args;
     let number = |s: &str| s.trim().parse::<u64>().map_err(|_| format!("not a number: {s}"));
     while let Some(arg) = it.next() {
@@ -106,7 +113,8 @@ struct Job<'p> {
 fn run_all(jobs: &[Job<'_>]) -> Vec<RunResult> {
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<RunResult>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
+    let results: Mutex<Vec<Option<RunResult>>> =
+        Mutex::new((0..jobs.len()).map(|_| None).collect());
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     std::thread::scope(|scope| {
         for _ in 0..threads {
@@ -160,7 +168,8 @@ fn plans(options: &Options, args: &Args, scenarios: Option<&[u32]>) -> Vec<Plan>
         .collect();
     if let Some(only) = &args.only {
         for plan in &mut plans {
-            plan.rows.retain(|r| r.control.contains(only.as_str()) || r.control == scenarios::FIXED);
+            plan.rows
+                .retain(|r| r.control.contains(only.as_str()) || r.control == scenarios::FIXED);
         }
     }
     plans
@@ -272,7 +281,9 @@ fn summary(args: &Args) {
         let evidence: Vec<_> = plans.iter().zip(results).collect();
         let controls = targets::controls(&evidence);
         println!("\n## {} service times\n", shape.name());
-        let short = |c: &str| c.trim_end_matches(scenarios::VALVE_DEFAULT).trim_end_matches(": ").to_string();
+        let short = |c: &str| {
+            c.trim_end_matches(scenarios::VALVE_DEFAULT).trim_end_matches(": ").to_string()
+        };
         print!("{:<29}{:>15}", "measure", "target");
         for c in &controls {
             print!("{:>14}", short(c));

@@ -120,15 +120,18 @@ pub struct Metric {
     pub format: Format,
 }
 
-pub const GOODPUT: Metric = Metric { header: "goodput", value: RunResult::goodput_pct, format: Format::Pct };
+pub const GOODPUT: Metric =
+    Metric { header: "goodput", value: RunResult::goodput_pct, format: Format::Pct };
 pub const P50: Metric = Metric { header: "p50 ms", value: |r| r.p50_ms, format: Format::Ms };
 pub const P99: Metric = Metric { header: "p99 ms", value: |r| r.p99_ms, format: Format::Ms };
 pub const P99_X: Metric =
     Metric { header: "p99/unl.", value: RunResult::p99_vs_unloaded, format: Format::Ratio };
 pub const AMPLIFICATION: Metric =
     Metric { header: "ampl.", value: RunResult::amplification, format: Format::Ratio };
-pub const LIMIT: Metric = Metric { header: "limit", value: second_half_limit, format: Format::Limit };
-pub const LIMIT_COV: Metric = Metric { header: "limit cv", value: limit_cov, format: Format::Fraction };
+pub const LIMIT: Metric =
+    Metric { header: "limit", value: second_half_limit, format: Format::Limit };
+pub const LIMIT_COV: Metric =
+    Metric { header: "limit cv", value: limit_cov, format: Format::Fraction };
 
 fn index(t: Nanos) -> usize {
     (t / BUCKET) as usize
@@ -216,7 +219,8 @@ pub fn settle_s(buckets: &[Bucket], step: Nanos) -> f64 {
     let start = index(step);
     (start..buckets.len().saturating_sub(hold))
         .find(|&i| {
-            let l: Vec<f64> = buckets[i..i + hold].iter().filter_map(|b| b.limit).map(f64::from).collect();
+            let l: Vec<f64> =
+                buckets[i..i + hold].iter().filter_map(|b| b.limit).map(f64::from).collect();
             let m = median(l.clone());
             !l.is_empty() && l.iter().all(|x| (x - m).abs() <= SETTLED_BAND * m)
         })

@@ -106,7 +106,8 @@ pub fn write(dir: &str, plan: &Plan, rows: &[RowResult]) -> Result<()> {
     let height = 80 + legend_height + 270 * panels.len() as u32;
     let root = SVGBackend::new(&path, (width, height)).into_drawing_area();
     root.fill(&WHITE)?;
-    let title = format!("{}. {} ({}, seed {})", plan.number, plan.title, first_case, rows[0].runs[0].seed);
+    let title =
+        format!("{}. {} ({}, seed {})", plan.number, plan.title, first_case, rows[0].runs[0].seed);
     let root = root.titled(&title, (FONT, 20))?;
     let (legend, body) = root.split_vertically(legend_height);
     draw_legend(&legend, &columns, has_limit)?;
@@ -147,14 +148,20 @@ impl Panel {
 }
 
 /// `(seconds, value)` points: per bucket for runs up to two minutes, per second beyond.
-fn points(buckets: &[Bucket], value: impl Fn(&[Bucket]) -> Option<f64>, mean: bool) -> Vec<(f64, f64)> {
+fn points(
+    buckets: &[Bucket],
+    value: impl Fn(&[Bucket]) -> Option<f64>,
+    mean: bool,
+) -> Vec<(f64, f64)> {
     let per_s = (SEC / BUCKET) as usize;
     let step = if buckets.len() > 130 * per_s || mean { per_s } else { 1 };
     buckets
         .chunks(step)
         .enumerate()
         .filter_map(|(i, chunk)| {
-            value(chunk).filter(|v| v.is_finite()).map(|v| ((i * step + chunk.len()) as f64 / per_s as f64, v))
+            value(chunk)
+                .filter(|v| v.is_finite())
+                .map(|v| ((i * step + chunk.len()) as f64 / per_s as f64, v))
         })
         .collect()
 }
@@ -195,7 +202,8 @@ fn draw_panel(
 ) -> Result<()> {
     let data: Vec<Vec<(f64, f64)>> = lines.iter().map(|l| series(panel, l.buckets)).collect();
     let peak = data.iter().flatten().map(|p| p.1).fold(0.0, f64::max);
-    let capacity: Vec<(f64, f64)> = points(lines[0].buckets, |c| Some(f64::from(c[0].capacity)), false);
+    let capacity: Vec<(f64, f64)> =
+        points(lines[0].buckets, |c| Some(f64::from(c[0].capacity)), false);
     let full = capacity.iter().map(|p| p.1).fold(1.0, f64::max);
     let (y_max, cap) = match panel {
         Panel::Limit => {
@@ -239,7 +247,11 @@ fn draw_panel(
     chart.draw_series(events(y_max))?;
     if event_labels {
         chart.draw_series(plan.events.iter().map(|&(t, label)| {
-            Text::new(format!(" {label}"), (t as f64 / SEC as f64, y_max * 0.97), (FONT, SMALL).into_font())
+            Text::new(
+                format!(" {label}"),
+                (t as f64 / SEC as f64, y_max * 0.97),
+                (FONT, SMALL).into_font(),
+            )
         }))?;
     }
     if let Panel::Limit = panel {
@@ -249,7 +261,12 @@ fn draw_panel(
         // What the service could answer: the ceiling of goodput.
         let ceiling = points(
             lines[0].buckets,
-            |c| Some(100.0 * c.iter().map(|b| b.possible).sum::<f64>() / c.iter().map(|b| b.nominal).sum::<f64>()),
+            |c| {
+                Some(
+                    100.0 * c.iter().map(|b| b.possible).sum::<f64>()
+                        / c.iter().map(|b| b.nominal).sum::<f64>(),
+                )
+            },
             true,
         );
         chart.draw_series(DashedLineSeries::new(ceiling, 4, 4, CAPACITY.stroke_width(1)))?;
@@ -262,14 +279,21 @@ fn draw_panel(
         let drawn: Vec<_> = points.iter().map(|&(x, y)| (x, y.min(top))).collect();
         draw_line(&mut chart, drawn, line, style(line.color))?;
         let marks = points.iter().filter(|p| p.1 > top).step_by(5);
-        chart.draw_series(marks.map(|&(x, _)| {
-            TriangleMarker::new((x, top), 6, line.color.filled())
-        }))?;
+        chart.draw_series(
+            marks.map(|&(x, _)| TriangleMarker::new((x, top), 6, line.color.filled())),
+        )?;
     }
     Ok(())
 }
 
-fn mesh<Y>(chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>, y: &str) -> Result<()>
+fn mesh<Y>(
+    chart: &mut ChartContext<
+        '_,
+        SVGBackend<'_>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, Y>,
+    >,
+    y: &str,
+) -> Result<()>
 where
     Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
@@ -285,7 +309,11 @@ where
 }
 
 fn draw_line<Y>(
-    chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
+    chart: &mut ChartContext<
+        '_,
+        SVGBackend<'_>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, Y>,
+    >,
     points: Vec<(f64, f64)>,
     line: &Line<'_>,
     style: ShapeStyle,
@@ -302,7 +330,10 @@ where
 }
 
 /// Legend entries: every distinct label and its style, with the capacity line first.
-fn entries<'a>(columns: &'a [(String, Vec<Line<'a>>)], has_limit: bool) -> Vec<(String, RGBColor, bool)> {
+fn entries<'a>(
+    columns: &'a [(String, Vec<Line<'a>>)],
+    has_limit: bool,
+) -> Vec<(String, RGBColor, bool)> {
     let mut out: Vec<(String, RGBColor, bool)> = Vec::new();
     if has_limit {
         out.push(("capacity (workers) = fixed limit".into(), CAPACITY, false));
@@ -317,7 +348,9 @@ fn entries<'a>(columns: &'a [(String, Vec<Line<'a>>)], has_limit: bool) -> Vec<(
             } else {
                 line.label.clone()
             };
-            if !out.iter().any(|(l, _, _)| *l == label) && !(line.label == FIXED && has_limit && columns.len() > 1) {
+            if !out.iter().any(|(l, _, _)| *l == label)
+                && !(line.label == FIXED && has_limit && columns.len() > 1)
+            {
                 out.push((label, line.color, line.dashed));
             }
         }
@@ -332,7 +365,11 @@ fn legend_rows(columns: &[(String, Vec<Line<'_>>)], width: u32) -> usize {
     entries(columns, true).len().div_ceil(per_row)
 }
 
-fn draw_legend(area: &Area<'_>, columns: &[(String, Vec<Line<'_>>)], has_limit: bool) -> Result<()> {
+fn draw_legend(
+    area: &Area<'_>,
+    columns: &[(String, Vec<Line<'_>>)],
+    has_limit: bool,
+) -> Result<()> {
     let per_row = (area.dim_in_pixel().0 as i32 / LEGEND_ENTRY).max(1) as usize;
     for (i, (label, color, dashed)) in entries(columns, has_limit).iter().enumerate() {
         let x = 20 + (i % per_row) as i32 * LEGEND_ENTRY;

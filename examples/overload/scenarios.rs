@@ -31,16 +31,8 @@ pub struct Options {
 }
 
 /// Every scenario, in the order they print. A new scenario adds its plan function here.
-pub const SCENARIOS: &[fn(&Options) -> Plan] = &[
-    overload,
-    retry_storm,
-    dead_dependency,
-    spike,
-    capacity_change,
-    drift,
-    mixed,
-    ramp,
-];
+pub const SCENARIOS: &[fn(&Options) -> Plan] =
+    &[overload, retry_storm, dead_dependency, spike, capacity_change, drift, mixed, ramp];
 
 /// A limit algorithm the simulator can run.
 pub struct LimitChoice {
@@ -85,7 +77,11 @@ pub fn limit_choices() -> Vec<LimitChoice> {
             variant: "netflix preset",
             make: || Box::new(Gradient2::new(Gradient2Config::netflix()).unwrap()),
         },
-        LimitChoice { family: "vegas", variant: VALVE_DEFAULT, make: || Box::new(Vegas::default()) },
+        LimitChoice {
+            family: "vegas",
+            variant: VALVE_DEFAULT,
+            make: || Box::new(Vegas::default()),
+        },
         LimitChoice {
             family: "vegas",
             variant: "netflix preset",
@@ -253,7 +249,11 @@ fn defaults(rows: &[RowResult]) -> impl Iterator<Item = &RowResult> {
 }
 
 /// `lo-hi` of a metric over rows (the median over seeds of each), formatted.
-fn span(rows: &mut dyn Iterator<Item = &RowResult>, value: fn(&RunResult) -> f64, f: Format) -> String {
+fn span(
+    rows: &mut dyn Iterator<Item = &RowResult>,
+    value: fn(&RunResult) -> f64,
+    f: Format,
+) -> String {
     let (lo, hi) = rows
         .map(|r| r.median(value))
         .filter(|v| v.is_finite())
@@ -363,7 +363,10 @@ fn retry_storm(options: &Options) -> Plan {
             row("3 naive retries", Setup::Naive(3)),
             row("budget: finagle 10%", Setup::Windowed(finagle_10)),
             row("budget: finagle 20%", Setup::Windowed(WindowedConfig::finagle())),
-            row("budget: grpc a6 (10, 0.1)", Setup::Quota(|| TokenQuota::grpc_a6(10.0, 0.1).unwrap())),
+            row(
+                "budget: grpc a6 (10, 0.1)",
+                Setup::Quota(|| TokenQuota::grpc_a6(10.0, 0.1).unwrap()),
+            ),
             row("budget: aws standard", Setup::Quota(TokenQuota::aws_standard_legacy)),
             row("budget: envoy 20%, 3", Setup::Concurrency(ConcurrencyBudget::envoy)),
         ],
@@ -603,7 +606,8 @@ fn mixed(options: &Options) -> Plan {
         let show = |control: &str, f: fn(&RunResult) -> f64, fmt: Format| {
             find(rows, control).map_or("-".into(), |r| fmt.cell(r.median(f)))
         };
-        let (naive, valve) = ("naive: 3 retries, no controls", "valve: gradient2, finagle 10%, breaker");
+        let (naive, valve) =
+            ("naive: 3 retries, no controls", "valve: gradient2, finagle 10%, breaker");
         format!(
             "valve's controls together: goodput {} (naive clients {}), p99 {} ms ({} ms)",
             show(valve, goodput, Format::Pct),

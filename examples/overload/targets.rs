@@ -122,9 +122,10 @@ impl Target {
                 }
             }
         }
-        let worst = per_seed.iter().map(|(_, v)| *v).fold(f64::NAN, |a, b| {
-            if a.is_nan() && !b.is_nan() { b } else { worse(a, b) }
-        });
+        let worst = per_seed
+            .iter()
+            .map(|(_, v)| *v)
+            .fold(f64::NAN, |a, b| if a.is_nan() && !b.is_nan() { b } else { worse(a, b) });
         // A NaN figure ("never", no limit) fails.
         let passed = per_seed.iter().filter(|(_, v)| !v.is_nan() && (self.pass)(*v)).count();
         Cell { passed, checked: per_seed.len(), worst }
