@@ -348,9 +348,8 @@ fn entries<'a>(
             } else {
                 line.label.clone()
             };
-            if !out.iter().any(|(l, _, _)| *l == label)
-                && !(line.label == FIXED && has_limit && columns.len() > 1)
-            {
+            let hidden = line.label == FIXED && has_limit && columns.len() > 1;
+            if !hidden && !out.iter().any(|(l, _, _)| *l == label) {
                 out.push((label, line.color, line.dashed));
             }
         }
