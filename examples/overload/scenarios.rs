@@ -537,13 +537,13 @@ fn capacity_change(options: &Options) -> Plan {
             lets the queue grow. Worst 1 s: the worst second from 20 s to 45 s, as % of what \
             the service could answer; down, up: seconds until goodput holds 90 % of that; \
             settle: seconds until the limit holds within 20 % for 5 s.",
-        rows: limiter_rows(options, "halve, return", &m),
+        rows: limiter_rows(options, "halved", &m),
         metrics: vec![
             metrics::GOODPUT,
             Metric { header: "worst 1 s", value: worst, format: Format::Pct },
             Metric { header: "down", value: down, format: Format::Secs },
             Metric { header: "up", value: up, format: Format::Secs },
-            Metric { header: "settle down", value: settle_down, format: Format::Secs },
+            Metric { header: "settle dn", value: settle_down, format: Format::Secs },
             Metric { header: "settle up", value: settle_up, format: Format::Secs },
             metrics::LIMIT,
         ],

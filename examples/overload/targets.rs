@@ -57,7 +57,7 @@ pub const TARGETS: [Target; 6] = [
     Target {
         measure: "limit settles after a step",
         goal: "<= 2 s",
-        sources: &[(4, "settle in"), (4, "settle out"), (5, "settle down"), (5, "settle up")],
+        sources: &[(4, "settle in"), (4, "settle out"), (5, "settle dn"), (5, "settle up")],
         worse: Worse::Higher,
         against_fixed: false,
         pass: |v| v <= 2.0,

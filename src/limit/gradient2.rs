@@ -421,7 +421,7 @@ impl LimitAlgorithm for Gradient2 {
         // queue the last ones built overshot and cut back, window after window.
         let share = if c.rtt_samples == 0 { 1.0 } else { self.short_rtt.weight() };
         let allowance = if c.queue_only_when_unqueued && !unqueued { 0.0 } else { queue * share };
-        let mut next = estimate * gradient.powf(share) + allowance;
+        let mut next = estimate * gradient + allowance;
         if c.smooth_increases || next < estimate {
             next = estimate * (1.0 - c.smoothing) + next * c.smoothing;
         }
