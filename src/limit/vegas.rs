@@ -45,6 +45,11 @@
 //!   minimum, started once 200 samples are in from the first window's RTT if that is at least
 //!   half their average (a steady service) and from the average if not (a noisy one, whose
 //!   first window held only the fastest calls); the limit holds until then;
+//! - a noisy cold start (the first window's smallest RTT under half its mean) flushes its first
+//!   200 samples and starts the baseline from the average of the next 200 (issue 18: from the
+//!   first window, the limit froze below capacity on some seeds);
+//! - growth is scaled by the share of the average each window brought, and after a cut the
+//!   queue rule waits for as many samples again as the average spans;
 //! - `alpha` 10 and `beta` 20 (times `log10(L)`) leave room for that 7 % of noise: the limit
 //!   grows while the queue is below 10 and settles at 1.1-1.3x the service's concurrency.
 
@@ -573,6 +578,27 @@ mod tests {
         assert_eq!(limit, 40);
         let noload = v.rtt_noload() as f64 / MS as f64;
         assert!((9.0..10.5).contains(&noload), "{noload}");
+    }
+
+    /// Issue 18: `Vegas::default()` froze below capacity on some seeds. The first window of a
+    /// noisy cold start (its ten fastest calls: mean 5.5 ms, smallest 0.5 ms, where the service
+    /// takes 10 ms) became the no-load RTT, the queue estimate read 0.45 L, between alpha and
+    /// beta, and the limit held at 22 for good.
+    #[test]
+    fn vegas_default_freezes_below_capacity_when_the_first_window_holds_the_fastest_calls() {
+        let mut v = Vegas::default();
+        let window = |rtt: Nanos, min_rtt: Nanos, in_flight: u32| WindowSample {
+            samples: 20,
+            min_rtt,
+            ..WindowSample::single(0, rtt, in_flight, false)
+        };
+        let mut limit = v.update(&window(5_500_000, MS / 2, 20), 20);
+        for _ in 0..40 {
+            limit = v.update(&window(10 * MS, 2 * MS, limit), limit);
+        }
+        let noload = v.rtt_noload() as f64 / MS as f64;
+        assert!((9.5..10.5).contains(&noload), "no-load RTT {noload} ms");
+        assert!(limit > 40, "limit {limit}");
     }
 
     #[test]
