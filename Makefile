@@ -70,8 +70,10 @@ ffi-go: release build-tree
 		CGO_CFLAGS="-O2 -g -DVALVE_BUILD_SUM=$$(cat ../../include/valve.h ../../target/pkgconfig/*.pc | cksum | cut -d' ' -f1)" && \
 		go vet ./... && go vet -tags valve_static ./... && go test -tags valve_static -race -count=1 ./...
 
-ffi-python: release
+# Both build libvalve themselves (pip, setuptools-rust); install-test.sh works outside the checkout.
+ffi-python:
 	ffi/python/test.sh
+	ffi/python/install-test.sh
 
 # Every fuzz target, built and run briefly (FUZZ_SECONDS each, default 20).
 fuzz:

@@ -93,8 +93,9 @@ venv "$tmp/build-env"
     { tail -40 "$tmp/build.log"; exit 1; }
 sdist=("$tmp"/dist/overload_valve-*.tar.gz)
 wheel=("$tmp"/dist/overload_valve-*.whl)
-tar -tzf "${sdist[0]}" | grep -q '/crate/src/lib.rs$'
-tar -tzf "${sdist[0]}" | grep -q '/crate/include/valve.h$'
+tar -tzf "${sdist[0]}" >"$tmp/sdist.list"
+grep -q '/crate/src/lib.rs$' "$tmp/sdist.list"
+grep -q '/crate/include/valve.h$' "$tmp/sdist.list"
 ok "sdist $(basename "${sdist[0]}") carries the crate (crate/src, crate/include/valve.h)"
 "$tmp/build-env/bin/python" - "${wheel[0]}" <<'EOF'
 import sys
@@ -165,13 +166,15 @@ for dir in "${dirs[@]}"; do
 done
 venv "$tmp/no-cargo-env"
 for source in "${sdist[0]}" "$here"; do
+    label="$(basename "${sdist[0]}")"
+    [[ "$source" == "$here" ]] && label="the checkout's ffi/python"
     if PATH="$no_cargo_path" "$tmp/no-cargo-env/bin/python" -m pip install "$source" \
         >"$tmp/no-cargo.log" 2>&1; then
-        echo "pip install $source succeeded without cargo"; exit 1
+        echo "pip install $label succeeded without cargo"; exit 1
     fi
-    grep -q "cargo (the Rust toolchain) is needed to build this package" "$tmp/no-cargo.log" ||
+    message="$(grep -o 'cargo (the Rust toolchain) is needed[^.]*' "$tmp/no-cargo.log")" ||
         { tail -30 "$tmp/no-cargo.log"; exit 1; }
-    ok "pip install $(basename "$source") without cargo: \"$(grep -o 'cargo (the Rust toolchain) is needed[^.]*' "$tmp/no-cargo.log" | head -1)\""
+    ok "pip install $label without cargo fails: \"${message%%$'\n'*}\""
 done
 
 printf '\nok: the Python package builds, installs and runs outside the checkout\n'
