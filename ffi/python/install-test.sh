@@ -146,7 +146,8 @@ with valve.Limiter().acquire():
 print("ok: VALVE_LIB (a path with a space) is loaded, the package's libvalve is not")
 EOF
 )
-if (cd "$tmp/run" && VALVE_LIB="$tmp/missing/libvalve.so" "$tmp/wheel-env/bin/python" -c 'import valve') 2>"$tmp/missing.log"; then
+if (cd "$tmp/run" && VALVE_LIB="$tmp/missing/libvalve.so" "$tmp/wheel-env/bin/python" \
+    -c 'import valve') 2>"$tmp/missing.log"; then
     echo "import succeeded with VALVE_LIB naming a missing file"; exit 1
 fi
 grep -q "$tmp/missing/libvalve.so" "$tmp/missing.log" || { cat "$tmp/missing.log"; exit 1; }

@@ -39,9 +39,10 @@ def require_cargo() -> str:
     found = shutil.which(CARGO)
     if found is None:
         raise PlatformError(
-            f"overload-valve: cargo (the Rust toolchain) is needed to build this package: `{CARGO}` "
-            "is not on PATH. It compiles libvalve from the crate's Rust sources. Install Rust "
-            "(https://rustup.rs), make sure cargo is on PATH, and retry; or install a built wheel."
+            "overload-valve: cargo (the Rust toolchain) is needed to build this package: "
+            f"`{CARGO}` is not on PATH. It compiles libvalve from the crate's Rust sources. "
+            "Install Rust (https://rustup.rs), make sure cargo is on PATH, and retry; or install "
+            "a built wheel."
         )
     return found
 
@@ -53,6 +54,10 @@ class build_rust_checked(build_rust):
     def run(self) -> None:
         require_cargo()
         super().run()
+
+
+# The safe extraction filter, where this Python has it (3.9.17+, 3.10.12+, 3.11.4+).
+_TAR_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 
 
 class sdist_with_crate(sdist):
@@ -70,6 +75,8 @@ class sdist_with_crate(sdist):
                 [
                     cargo,
                     "package",
+                    "--package",
+                    "overload-valve",
                     "--quiet",
                     "--no-verify",
                     "--allow-dirty",
@@ -87,9 +94,6 @@ class sdist_with_crate(sdist):
                     member.name = member.name.split("/", 1)[1]
                 archive.extractall(target, members, **_TAR_FILTER)
 
-
-# The safe extraction filter, where this Python has it (3.9.17+, 3.10.12+, 3.11.4+).
-_TAR_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 
 rust_env = dict(os.environ)
 if IN_CHECKOUT:
