@@ -8,7 +8,8 @@
 #   5. the sdist, installed with pip into another fresh environment (compiles the crate again);
 #   6. without cargo on PATH, installing the sdist or the checkout's package stops with a
 #      message that says cargo is needed.
-# Needs python3 with venv, cargo, a C compiler, and PyPI (build, setuptools-rust, cffi).
+# Needs python3 with venv, cargo, a C compiler, and PyPI (requirements-dev.txt and what the
+# build needs: setuptools, setuptools-rust, cffi).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 PYTHON="${PYTHON:-python3}"
@@ -88,7 +89,7 @@ EOF
 
 step "python -m build: sdist, then a wheel from the sdist"
 venv "$tmp/build-env"
-"$tmp/build-env/bin/python" -m pip install --quiet build
+"$tmp/build-env/bin/python" -m pip install --quiet -r "$here/requirements-dev.txt"
 "$tmp/build-env/bin/python" -m build --outdir "$tmp/dist" "$here" >"$tmp/build.log" 2>&1 ||
     { tail -40 "$tmp/build.log"; exit 1; }
 sdist=("$tmp"/dist/overload_valve-*.tar.gz)

@@ -3,7 +3,8 @@
 # checkout's crate, into target/python, and the C fast path), then runs its tests from a
 # temporary directory, so they use the installed package and nothing of the checkout: once
 # through the C fast path (a test fails if it is missing), once through the pure-Python classes.
-# Needs python3 with venv, cargo, a C compiler, and PyPI (setuptools-rust, cffi, pytest).
+# Needs python3 with venv, cargo, a C compiler, and PyPI (requirements-dev.txt and what the
+# build needs: setuptools, setuptools-rust, cffi).
 # ffi/python/install-test.sh checks the wheel, the sdist and the build's messages.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -13,7 +14,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 "$PYTHON" -m venv "$tmp/env"
 py="$tmp/env/bin/python"
-"$py" -m pip install --quiet "$here" pytest
+"$py" -m pip install --quiet -r "$here/requirements-dev.txt" "$here"
 cd "$tmp"
 CHECKOUT="$here" "$py" -c '
 import os, pathlib, valve
