@@ -1,8 +1,8 @@
 """What the binding adds to an acquire + release, set against what a cffi call costs by itself,
 all in one run.
 
-Run from the repository root after `cargo build --release` and `pip install ./ffi/python` (which
-builds the C fast path): `python3 ffi/python/bench.py`.
+Run after `pip install ./ffi/python` (which builds libvalve and the C fast path):
+`python3 ffi/python/bench.py`.
 Each of ROUNDS rounds times a batch of pairs of every kind, in turn (rotated, so no kind always
 follows the same one); the figures are medians over the rounds, per pair, in ns:
 
@@ -25,14 +25,10 @@ import statistics
 import sys
 from time import perf_counter_ns
 
-# The installed package first, as the tests use it: the source tree beside this script has no
-# built extension. The source tree where none is installed.
-_here = sys.path.pop(0)
-try:
-    import valve
-except ImportError:
-    sys.path.insert(0, _here)
-    import valve
+# The installed package, as the tests use it: the source tree beside this script has neither
+# the library nor the declarations the build generates.
+sys.path.pop(0)
+import valve  # noqa: E402
 from valve._native import ffi, lib  # noqa: E402
 
 ROUNDS = 100

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 import valve
-from valve._native import cdef_source, ffi, lib
+from valve._native import ffi, lib
 
 
 def test_version_matches_the_header():
@@ -113,40 +113,6 @@ def test_closed_limiter_raises():
     for call in (limiter.acquire, limiter.snapshot, permit.success, lambda: limiter.set_limit(3)):
         with pytest.raises(valve.Closed):
             call()
-
-
-def test_cdef_source_drops_cpp_and_c23_blocks():
-    header = "\n".join(
-        [
-            "#ifndef X_H",
-            "#define X_H",
-            "#include <stdint.h>",
-            "#define X_ONE 1",
-            "#define X_EXPR (1 << 3)",
-            "enum e",
-            "#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L",
-            "  : uint32_t",
-            "#endif // comment",
-            " { A = 0 };",
-            "#ifndef __cplusplus",
-            "#if __STDC_VERSION__ >= 202311L",
-            "typedef enum e e;",
-            "#else",
-            "typedef uint32_t e;",
-            "#endif",
-            "#endif",
-            "#ifdef __cplusplus",
-            'extern "C" {',
-            "#endif",
-            "#endif",
-        ]
-    )
-    assert cdef_source(header).split("\n") == [
-        "#define X_ONE 1",
-        "enum e",
-        " { A = 0 };",
-        "typedef uint32_t e;",
-    ]
 
 
 def test_threads_never_exceed_the_limit_and_counts_balance():

@@ -23,7 +23,8 @@ there) was built, ``Limiter.acquire()`` and the permit's methods run in C and ca
 directly, holding the GIL for those calls, which never wait: ``with limiter.acquire():`` then
 costs about what two bare cffi calls do. Without it, or with ``VALVE_PURE_PYTHON=1`` in the
 environment, the pure-Python classes (``_PyLimiter``, ``_PyPermit``) call libvalve through cffi.
-The extension is used only after its compiled ``valve_permit`` layout matched the header cffi read.
+The extension is used only after its compiled ``valve_permit`` layout matched cffi's declarations.
+The library is the libvalve inside the package, or ``$VALVE_LIB`` (``valve._native``).
 """
 
 import os

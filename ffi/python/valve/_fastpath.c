@@ -3,8 +3,9 @@
  * step of `with limiter.acquire():` costs Python frames around a cffi call; here it is one C call.
  *
  * libvalve is not linked: cffi loads it at runtime, so valve/__init__.py hands init() the
- * library's entry points, after comparing layout() with the valve_permit cffi read from the
- * header (this file's copy of valve.h may come from another build).
+ * library's entry points, after comparing layout() with the valve_permit of cffi's declarations
+ * (valve._ffi, generated from the header by the same build; a stale extension left in a source
+ * tree or an install mixed from two builds would differ).
  *
  * Handle lifetime. valve.Limiter subclasses LimiterCore, which keeps the raw valve_limiter
  * pointer next to a strong reference to the cffi object that owns it (ffi.gc). That reference
