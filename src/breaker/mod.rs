@@ -10,6 +10,7 @@
 //! |---|---|
 //! | `state.rs` | the packed state word: state, generation, half-open probe counts; [`BreakerState`] |
 //! | `window.rs` | count and time windows of call results, O(1) per call |
+//! | `shards.rs` | per-thread shards of the successes that cannot change a decision |
 //! | `policy.rs` | trip policies and the half-open decision, in integers |
 //! | `backoff.rs` | open duration: [`OpenBackoff`], [`BreakerRng`], [`BreakerSplitMix64`] |
 //! | `config.rs` | [`BreakerConfig`] and its parts, validation, valve defaults |
@@ -26,6 +27,7 @@ mod config;
 mod permit;
 mod policy;
 mod presets;
+mod shards;
 mod state;
 mod window;
 
@@ -47,8 +49,9 @@ use crate::clock::{Clock, MonotonicClock, Nanos, duration_to_nanos};
 use crate::error::ConfigError;
 use crate::sync::{AtomicU64, Ordering};
 use policy::{Policies, TripCause};
+use shards::Shards;
 use state::{StateWord, Word};
-use window::{CountWindow, TimeWindow, Window};
+use window::{CountWindow, MAX_SHARDED_BUCKETS, TimeWindow, Window};
 
 /// Why the breaker changed state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -246,6 +249,8 @@ pub struct Breaker<C: Clock = MonotonicClock> {
     consecutive_opens: AtomicU64,
     consecutive_failures: CachePadded<AtomicU64>,
     window: Option<Window>,
+    /// Successes that could change no decision, counted per thread.
+    shards: Shards,
     totals: CachePadded<Totals>,
     /// Transitions into each state, indexed by its code.
     transitions: [AtomicU64; 6],
@@ -300,6 +305,14 @@ impl<C: Clock> BreakerBuilder<C> {
                 non_zero(duration_to_nanos(bucket)),
             )),
         });
+        let shard_buckets = match config.window {
+            SlidingWindow::Time { buckets, .. }
+                if window.is_some() && buckets <= MAX_SHARDED_BUCKETS =>
+            {
+                buckets as usize
+            }
+            _ => 0,
+        };
         let rng = self.rng.unwrap_or_else(|| {
             let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
             Box::new(BreakerSplitMix64::new(seed))
@@ -310,6 +323,7 @@ impl<C: Clock> BreakerBuilder<C> {
             consecutive_opens: AtomicU64::new(0),
             consecutive_failures: CachePadded::new(AtomicU64::new(0)),
             window,
+            shards: Shards::new(shard_buckets),
             totals: CachePadded::new(Totals::default()),
             transitions: Default::default(),
             policies: Policies::new(&config),
@@ -521,7 +535,7 @@ impl<C: Clock> Breaker<C> {
                 self.consecutive_opens.store(0, Ordering::Relaxed);
                 self.consecutive_failures.store(0, Ordering::Relaxed);
                 if let Some(window) = &self.window {
-                    window.reset();
+                    window.reset(now);
                 }
             }
             BreakerState::Disabled | BreakerState::ForcedOpen | BreakerState::MetricsOnly => {}
@@ -536,8 +550,53 @@ impl<C: Clock> Breaker<C> {
     }
 
     /// Reports one call: the permit-free core of [`BreakerPermit`].
+    ///
+    /// A success of the current generation that cannot change any decision (not slow, no
+    /// failure in a row, and a window it cannot trip: see [`Window::take_success`]) is counted
+    /// in the calling thread's shard and touches no shared cache line: one load of the state
+    /// word and of the policies' counters, and plain stores to the thread's own line.
     #[inline]
     pub(crate) fn record(
+        &self,
+        generation: u32,
+        admitted_in: BreakerState,
+        outcome: BreakerOutcome,
+        duration: Nanos,
+        now: Nanos,
+    ) {
+        if outcome == BreakerOutcome::Success
+            && matches!(admitted_in, BreakerState::Closed | BreakerState::MetricsOnly)
+            && !self.policies.is_slow(duration)
+            && self.word.load().generation() == generation
+            && self.take_success(now)
+        {
+            return;
+        }
+        self.record_shared(generation, admitted_in, outcome, duration, now);
+    }
+
+    /// Counts a success in the calling thread's shard if it can change no decision; `false`
+    /// when it must take the shared path.
+    #[inline]
+    fn take_success(&self, now: Nanos) -> bool {
+        let Some(shard) = self.shards.local() else { return false };
+        // Relaxed: a success racing with a failure may be taken either side of it, as it may
+        // on the shared path (where the counters are Relaxed too).
+        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+            return false;
+        }
+        if let Some(window) = &self.window {
+            if !window.take_success(shard, now) {
+                return false;
+            }
+        }
+        shard.count_success();
+        true
+    }
+
+    /// Reports one call through the shared counters and windows.
+    #[inline(never)]
+    fn record_shared(
         &self,
         generation: u32,
         admitted_in: BreakerState,
@@ -603,7 +662,7 @@ impl<C: Clock> Breaker<C> {
             self.consecutive_failures.store(0, Ordering::Relaxed);
         }
         if let Some(window) = &self.window {
-            let counts = window.record(failed, slow, now);
+            let counts = window.record(failed, slow, now, &self.shards);
             if cause.is_none() && self.policies.checks_rates_after(failed, slow) {
                 cause = self.policies.rate_trips(counts);
             }
@@ -784,7 +843,7 @@ impl<C: Clock> Breaker<C> {
     /// State, counters and gauges; see [`BreakerSnapshot`].
     pub fn snapshot(&self) -> BreakerSnapshot {
         let word = self.word.load();
-        let counts = self.window.as_ref().map(Window::counts).unwrap_or_default();
+        let counts = self.window.as_ref().map(|w| w.counts(&self.shards)).unwrap_or_default();
         let totals = &*self.totals;
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let transitions = |state: BreakerState| load(&self.transitions[state as usize]);
@@ -799,7 +858,7 @@ impl<C: Clock> Breaker<C> {
             window_calls: counts.calls,
             window_failures: counts.failures,
             window_slow: counts.slow,
-            successes: load(&totals.successes),
+            successes: load(&totals.successes).wrapping_add(self.shards.successes()),
             failures: load(&totals.failures),
             slow: load(&totals.slow),
             ignored: load(&totals.ignored),
