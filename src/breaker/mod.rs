@@ -98,7 +98,7 @@ pub struct Transition {
     /// Why.
     pub cause: TransitionCause,
     /// The generation of the state entered.
-    pub generation: u32,
+    pub generation: u64,
     /// When (the `now` of the call that made it).
     pub at: Nanos,
     /// For a transition to Open, how long it stays open; otherwise 0.
@@ -137,7 +137,7 @@ pub struct BreakerSnapshot {
     /// The state, as [`BreakerState`]'s code.
     pub state: u32,
     /// The state's generation.
-    pub generation: u32,
+    pub generation: u64,
     /// Probes admitted in this half-open episode (0 in other states).
     pub half_open_issued: u32,
     /// Probes in flight in this half-open episode.
@@ -540,7 +540,7 @@ impl<C: Clock> Breaker<C> {
             }
             BreakerState::Disabled | BreakerState::ForcedOpen | BreakerState::MetricsOnly => {}
         }
-        self.word.settle();
+        self.word.settle(pending);
         self.transitions[to as usize].fetch_add(1, Ordering::Relaxed);
         if let Some(listener) = &self.listener {
             let generation = pending.generation();
@@ -558,7 +558,7 @@ impl<C: Clock> Breaker<C> {
     #[inline]
     pub(crate) fn record(
         &self,
-        generation: u32,
+        generation: u64,
         admitted_in: BreakerState,
         outcome: BreakerOutcome,
         duration: Nanos,
@@ -598,7 +598,7 @@ impl<C: Clock> Breaker<C> {
     #[inline(never)]
     fn record_shared(
         &self,
-        generation: u32,
+        generation: u64,
         admitted_in: BreakerState,
         outcome: BreakerOutcome,
         duration: Nanos,
@@ -690,7 +690,7 @@ impl<C: Clock> Breaker<C> {
     fn record_probe(
         &self,
         mut word: Word,
-        generation: u32,
+        generation: u64,
         outcome: BreakerOutcome,
         slow: bool,
         now: Nanos,
@@ -887,5 +887,45 @@ impl<C: Clock> fmt::Debug for Breaker<C> {
 impl<C: Clock> fmt::Debug for BreakerBuilder<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BreakerBuilder").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(valve_loom)))]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Issue 17: with a 28-bit generation, a probe admitted 2^28 transitions earlier matched
+    /// the current half-open episode, and its failure reopened the breaker.
+    #[test]
+    fn an_old_probe_failure_after_2_pow_28_transitions_counts_as_late() {
+        let config = BreakerConfig {
+            consecutive_failures: Some(1),
+            failure_rate: None,
+            open: OpenBackoff::constant(Duration::from_nanos(10)),
+            half_open: HalfOpenConfig {
+                probes: 2,
+                max_concurrent: 2,
+                close_rule: CloseRule::ConsecutiveSuccesses(2),
+                timeout: None,
+                on_timeout: HalfOpenTimeoutTarget::Open,
+            },
+            ..BreakerConfig::default()
+        };
+        let breaker = Breaker::new(config).unwrap();
+        breaker.try_acquire_at(0).unwrap().failure_at(0);
+        let old_probe = breaker.try_acquire_at(100).unwrap();
+        assert_eq!(old_probe.admitted_in(), BreakerState::HalfOpen);
+        // 2^28 transitions later the breaker is half-open again with one probe in flight: the
+        // same state word as now, bits and all, in a generation 2^28 on.
+        breaker.word.skip_generations(1 << 28);
+        let generation = breaker.snapshot().generation;
+        assert_eq!(generation, old_probe.generation() + (1 << 28));
+        old_probe.failure_at(101);
+        let snap = breaker.snapshot();
+        assert_eq!(snap.late, 1, "the old probe's failure is late");
+        assert_eq!((breaker.state(), snap.generation), (BreakerState::HalfOpen, generation));
+        assert_eq!(snap.to_open, 1, "only the first trip opened it");
     }
 }
