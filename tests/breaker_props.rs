@@ -407,7 +407,7 @@ fn observed<C: valve::Clock>(breaker: &Breaker<C>) -> Vec<u64> {
     let s = breaker.snapshot();
     vec![
         s.state.into(),
-        s.generation.into(),
+        s.generation,
         s.half_open_issued.into(),
         s.half_open_in_flight.into(),
         s.next_transition_at,

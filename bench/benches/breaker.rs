@@ -81,7 +81,7 @@ fn closed_check(c: &mut Criterion) {
     let breaker = Breaker::new(BreakerConfig::default()).unwrap();
     group.bench_function("valve_closed_check", |b| {
         b.iter(|| match black_box(&breaker).try_acquire_at(7) {
-            Ok(permit) => black_box(u64::from(permit.into_token().generation)),
+            Ok(permit) => black_box(permit.into_token().generation),
             Err(_) => u64::MAX,
         })
     });
