@@ -750,17 +750,17 @@ typedef struct valve_breaker_permit {
    */
   uint64_t breaker_id;
   /*
-   The state generation it was admitted in.
+   The state generation it was admitted in (64 bits: it never repeats in practice).
    */
-  uint32_t generation;
-  /*
-   The `valve_breaker_state` it was admitted in.
-   */
-  uint32_t admitted_in;
+  uint64_t generation;
   /*
    When it was admitted, ns on the breaker's timeline.
    */
   uint64_t start_ns;
+  /*
+   The `valve_breaker_state` it was admitted in.
+   */
+  uint32_t admitted_in;
   /*
    One of `valve_permit_state`.
    */
@@ -782,7 +782,7 @@ typedef struct valve_breaker_snapshot {
   /*
    The state's generation.
    */
-  uint32_t generation;
+  uint64_t generation;
   /*
    Probes admitted in this half-open episode (0 in other states).
    */

@@ -5,10 +5,10 @@
 //! real protocols. Everywhere else they are std's atomics and parking_lot.
 
 #[cfg(not(valve_loom))]
-pub(crate) use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering, fence};
 
 #[cfg(valve_loom)]
-pub(crate) use loom::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering, fence};
 
 #[cfg(not(valve_loom))]
 use parking_lot::{Mutex, MutexGuard};

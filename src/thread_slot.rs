@@ -124,6 +124,25 @@ mod imp {
 
 pub(crate) use imp::{current, issued};
 
+/// Shards owned by slots: twice the hardware threads (room for more threads than cores),
+/// within bounds that cap a control's footprint at 64 cache-padded shards.
+pub(crate) fn owned_shards() -> usize {
+    #[cfg(valve_loom)]
+    {
+        // One owned shard: in a two-thread model one thread owns a shard and the other takes
+        // the shared path, so both are explored.
+        1
+    }
+    #[cfg(not(valve_loom))]
+    {
+        static OWNED: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        *OWNED.get_or_init(|| {
+            let threads = std::thread::available_parallelism().map_or(4, usize::from);
+            (threads * 2).clamp(4, 64)
+        })
+    }
+}
+
 #[cfg(all(test, not(valve_loom)))]
 mod tests {
     use super::*;

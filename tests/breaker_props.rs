@@ -108,7 +108,7 @@ struct Model {
     setup: Setup,
     rng: BreakerSplitMix64,
     state: BreakerState,
-    generation: u32,
+    generation: u64,
     deadline: Nanos,
     consecutive_opens: u64,
     consecutive_failures: u64,
@@ -205,7 +205,7 @@ impl Model {
     fn acquire(
         &mut self,
         now: Nanos,
-    ) -> Result<(BreakerState, u32), (BreakerState, Option<Nanos>)> {
+    ) -> Result<(BreakerState, u64), (BreakerState, Option<Nanos>)> {
         loop {
             match self.state {
                 BreakerState::Closed | BreakerState::Disabled | BreakerState::MetricsOnly => {
@@ -380,7 +380,7 @@ impl Model {
         let slows = self.window.iter().filter(|c| c.2).count() as u64;
         vec![
             self.state as u64,
-            u64::from(self.generation),
+            self.generation,
             u64::from(self.issued),
             u64::from(self.in_flight),
             self.next_transition_at().unwrap_or(u64::MAX),
@@ -407,7 +407,7 @@ fn observed<C: valve::Clock>(breaker: &Breaker<C>) -> Vec<u64> {
     let s = breaker.snapshot();
     vec![
         s.state.into(),
-        s.generation.into(),
+        s.generation,
         s.half_open_issued.into(),
         s.half_open_in_flight.into(),
         s.next_transition_at,

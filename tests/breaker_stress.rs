@@ -155,7 +155,7 @@ fn sixteen_threads_flapping() {
     // at 1 and do not wrap within this run).
     let counted = snap.to_open + snap.to_half_open + snap.to_closed;
     assert_eq!(transitions.len() as u64, counted);
-    let generations: HashSet<u32> = transitions.iter().map(|t| t.generation).collect();
+    let generations: HashSet<u64> = transitions.iter().map(|t| t.generation).collect();
     assert_eq!(generations.len(), transitions.len(), "a generation transitioned twice");
     assert_eq!(generations.iter().max().copied(), Some(snap.generation));
     // Quiescent: the probes still counted in flight are exactly those leaked in this episode.

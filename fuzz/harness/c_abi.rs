@@ -46,7 +46,7 @@ struct LimiterModel {
 const EMPTY_PERMIT: valve_permit =
     valve_permit { limiter_id: 0, start_ns: 0, in_flight: 0, state: 0 };
 const EMPTY_BREAKER_PERMIT: valve_breaker_permit =
-    valve_breaker_permit { breaker_id: 0, generation: 0, admitted_in: 0, start_ns: 0, state: 0 };
+    valve_breaker_permit { breaker_id: 0, generation: 0, start_ns: 0, admitted_in: 0, state: 0 };
 
 const OK: valve_status = valve_status::VALVE_OK;
 const NULL: valve_status = valve_status::VALVE_NULL_POINTER;

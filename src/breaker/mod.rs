@@ -10,6 +10,7 @@
 //! |---|---|
 //! | `state.rs` | the packed state word: state, generation, half-open probe counts; [`BreakerState`] |
 //! | `window.rs` | count and time windows of call results, O(1) per call |
+//! | `shards.rs` | per-thread shards of the successes that cannot change a decision |
 //! | `policy.rs` | trip policies and the half-open decision, in integers |
 //! | `backoff.rs` | open duration: [`OpenBackoff`], [`BreakerRng`], [`BreakerSplitMix64`] |
 //! | `config.rs` | [`BreakerConfig`] and its parts, validation, valve defaults |
@@ -26,6 +27,7 @@ mod config;
 mod permit;
 mod policy;
 mod presets;
+mod shards;
 mod state;
 mod window;
 
@@ -47,8 +49,9 @@ use crate::clock::{Clock, MonotonicClock, Nanos, duration_to_nanos};
 use crate::error::ConfigError;
 use crate::sync::{AtomicU64, Ordering};
 use policy::{Policies, TripCause};
+use shards::Shards;
 use state::{StateWord, Word};
-use window::{CountWindow, TimeWindow, Window};
+use window::{CountWindow, MAX_SHARDED_BUCKETS, TimeWindow, Window};
 
 /// Why the breaker changed state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -95,7 +98,7 @@ pub struct Transition {
     /// Why.
     pub cause: TransitionCause,
     /// The generation of the state entered.
-    pub generation: u32,
+    pub generation: u64,
     /// When (the `now` of the call that made it).
     pub at: Nanos,
     /// For a transition to Open, how long it stays open; otherwise 0.
@@ -134,7 +137,7 @@ pub struct BreakerSnapshot {
     /// The state, as [`BreakerState`]'s code.
     pub state: u32,
     /// The state's generation.
-    pub generation: u32,
+    pub generation: u64,
     /// Probes admitted in this half-open episode (0 in other states).
     pub half_open_issued: u32,
     /// Probes in flight in this half-open episode.
@@ -246,6 +249,8 @@ pub struct Breaker<C: Clock = MonotonicClock> {
     consecutive_opens: AtomicU64,
     consecutive_failures: CachePadded<AtomicU64>,
     window: Option<Window>,
+    /// Successes that could change no decision, counted per thread.
+    shards: Shards,
     totals: CachePadded<Totals>,
     /// Transitions into each state, indexed by its code.
     transitions: [AtomicU64; 6],
@@ -300,6 +305,14 @@ impl<C: Clock> BreakerBuilder<C> {
                 non_zero(duration_to_nanos(bucket)),
             )),
         });
+        let shard_buckets = match config.window {
+            SlidingWindow::Time { buckets, .. }
+                if window.is_some() && buckets <= MAX_SHARDED_BUCKETS =>
+            {
+                buckets as usize
+            }
+            _ => 0,
+        };
         let rng = self.rng.unwrap_or_else(|| {
             let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
             Box::new(BreakerSplitMix64::new(seed))
@@ -310,6 +323,7 @@ impl<C: Clock> BreakerBuilder<C> {
             consecutive_opens: AtomicU64::new(0),
             consecutive_failures: CachePadded::new(AtomicU64::new(0)),
             window,
+            shards: Shards::new(shard_buckets),
             totals: CachePadded::new(Totals::default()),
             transitions: Default::default(),
             policies: Policies::new(&config),
@@ -521,12 +535,12 @@ impl<C: Clock> Breaker<C> {
                 self.consecutive_opens.store(0, Ordering::Relaxed);
                 self.consecutive_failures.store(0, Ordering::Relaxed);
                 if let Some(window) = &self.window {
-                    window.reset();
+                    window.reset(now);
                 }
             }
             BreakerState::Disabled | BreakerState::ForcedOpen | BreakerState::MetricsOnly => {}
         }
-        self.word.settle();
+        self.word.settle(pending);
         self.transitions[to as usize].fetch_add(1, Ordering::Relaxed);
         if let Some(listener) = &self.listener {
             let generation = pending.generation();
@@ -536,10 +550,55 @@ impl<C: Clock> Breaker<C> {
     }
 
     /// Reports one call: the permit-free core of [`BreakerPermit`].
+    ///
+    /// A success of the current generation that cannot change any decision (not slow, no
+    /// failure in a row, and a window it cannot trip: see [`Window::take_success`]) is counted
+    /// in the calling thread's shard and touches no shared cache line: one load of the state
+    /// word and of the policies' counters, and plain stores to the thread's own line.
     #[inline]
     pub(crate) fn record(
         &self,
-        generation: u32,
+        generation: u64,
+        admitted_in: BreakerState,
+        outcome: BreakerOutcome,
+        duration: Nanos,
+        now: Nanos,
+    ) {
+        if outcome == BreakerOutcome::Success
+            && matches!(admitted_in, BreakerState::Closed | BreakerState::MetricsOnly)
+            && !self.policies.is_slow(duration)
+            && self.word.load().generation() == generation
+            && self.take_success(now)
+        {
+            return;
+        }
+        self.record_shared(generation, admitted_in, outcome, duration, now);
+    }
+
+    /// Counts a success in the calling thread's shard if it can change no decision; `false`
+    /// when it must take the shared path.
+    #[inline]
+    fn take_success(&self, now: Nanos) -> bool {
+        let Some(shard) = self.shards.local() else { return false };
+        // Relaxed: a success racing with a failure may be taken either side of it, as it may
+        // on the shared path (where the counters are Relaxed too).
+        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+            return false;
+        }
+        if let Some(window) = &self.window {
+            if !window.take_success(shard, now) {
+                return false;
+            }
+        }
+        shard.count_success();
+        true
+    }
+
+    /// Reports one call through the shared counters and windows.
+    #[inline(never)]
+    fn record_shared(
+        &self,
+        generation: u64,
         admitted_in: BreakerState,
         outcome: BreakerOutcome,
         duration: Nanos,
@@ -603,7 +662,7 @@ impl<C: Clock> Breaker<C> {
             self.consecutive_failures.store(0, Ordering::Relaxed);
         }
         if let Some(window) = &self.window {
-            let counts = window.record(failed, slow, now);
+            let counts = window.record(failed, slow, now, &self.shards);
             if cause.is_none() && self.policies.checks_rates_after(failed, slow) {
                 cause = self.policies.rate_trips(counts);
             }
@@ -631,7 +690,7 @@ impl<C: Clock> Breaker<C> {
     fn record_probe(
         &self,
         mut word: Word,
-        generation: u32,
+        generation: u64,
         outcome: BreakerOutcome,
         slow: bool,
         now: Nanos,
@@ -784,7 +843,7 @@ impl<C: Clock> Breaker<C> {
     /// State, counters and gauges; see [`BreakerSnapshot`].
     pub fn snapshot(&self) -> BreakerSnapshot {
         let word = self.word.load();
-        let counts = self.window.as_ref().map(Window::counts).unwrap_or_default();
+        let counts = self.window.as_ref().map(|w| w.counts(&self.shards)).unwrap_or_default();
         let totals = &*self.totals;
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let transitions = |state: BreakerState| load(&self.transitions[state as usize]);
@@ -799,7 +858,7 @@ impl<C: Clock> Breaker<C> {
             window_calls: counts.calls,
             window_failures: counts.failures,
             window_slow: counts.slow,
-            successes: load(&totals.successes),
+            successes: load(&totals.successes).wrapping_add(self.shards.successes()),
             failures: load(&totals.failures),
             slow: load(&totals.slow),
             ignored: load(&totals.ignored),
@@ -828,5 +887,45 @@ impl<C: Clock> fmt::Debug for Breaker<C> {
 impl<C: Clock> fmt::Debug for BreakerBuilder<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BreakerBuilder").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(valve_loom)))]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Issue 17: with a 28-bit generation, a probe admitted 2^28 transitions earlier matched
+    /// the current half-open episode, and its failure reopened the breaker.
+    #[test]
+    fn an_old_probe_failure_after_2_pow_28_transitions_counts_as_late() {
+        let config = BreakerConfig {
+            consecutive_failures: Some(1),
+            failure_rate: None,
+            open: OpenBackoff::constant(Duration::from_nanos(10)),
+            half_open: HalfOpenConfig {
+                probes: 2,
+                max_concurrent: 2,
+                close_rule: CloseRule::ConsecutiveSuccesses(2),
+                timeout: None,
+                on_timeout: HalfOpenTimeoutTarget::Open,
+            },
+            ..BreakerConfig::default()
+        };
+        let breaker = Breaker::new(config).unwrap();
+        breaker.try_acquire_at(0).unwrap().failure_at(0);
+        let old_probe = breaker.try_acquire_at(100).unwrap();
+        assert_eq!(old_probe.admitted_in(), BreakerState::HalfOpen);
+        // 2^28 transitions later the breaker is half-open again with one probe in flight: the
+        // same state word as now, bits and all, in a generation 2^28 on.
+        breaker.word.skip_generations(1 << 28);
+        let generation = breaker.snapshot().generation;
+        assert_eq!(generation, old_probe.generation() + (1 << 28));
+        old_probe.failure_at(101);
+        let snap = breaker.snapshot();
+        assert_eq!(snap.late, 1, "the old probe's failure is late");
+        assert_eq!((breaker.state(), snap.generation), (BreakerState::HalfOpen, generation));
+        assert_eq!(snap.to_open, 1, "only the first trip opened it");
     }
 }

@@ -35,7 +35,7 @@ pub enum BreakerOutcome {
 #[must_use = "dropping a permit at once reports the call as ignored"]
 pub struct BreakerPermit<'a, C: Clock> {
     breaker: &'a Breaker<C>,
-    generation: u32,
+    generation: u64,
     admitted_in: BreakerState,
     start: Nanos,
 }
@@ -44,7 +44,7 @@ impl<'a, C: Clock> BreakerPermit<'a, C> {
     #[inline]
     pub(crate) fn new(
         breaker: &'a Breaker<C>,
-        generation: u32,
+        generation: u64,
         admitted_in: BreakerState,
         start: Nanos,
     ) -> Self {
@@ -57,7 +57,7 @@ impl<'a, C: Clock> BreakerPermit<'a, C> {
     }
 
     /// The state generation the call was admitted in.
-    pub fn generation(&self) -> u32 {
+    pub fn generation(&self) -> u64 {
         self.generation
     }
 
@@ -133,7 +133,7 @@ impl<'a, C: Clock> BreakerPermit<'a, C> {
 #[repr(C)]
 pub struct BreakerToken {
     /// The state generation the call was admitted in.
-    pub generation: u32,
+    pub generation: u64,
     /// The state it was admitted in, as [`BreakerState`]'s code.
     pub admitted_in: u32,
     /// When it was admitted.

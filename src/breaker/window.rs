@@ -11,11 +11,21 @@
 //! whenever no call is being recorded; while calls race they may be off by the racing calls
 //! (the subtraction of an evicted slot can land before the addition of a call that went into
 //! it), which is why they are signed and clamped when read.
+//!
+//! A success that cannot change a decision skips the shared window (see `shards.rs`): a count
+//! window full of successes stays full of successes, and a time window without failures or slow
+//! calls counts it in the calling thread's shard instead. The window's calls are then its own
+//! plus, for a time window, the shards' successes in the window's epochs.
 
 use std::num::NonZeroU64;
 
+use crate::breaker::shards::{Shard, Shards};
 use crate::clock::Nanos;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// The most buckets a time window counts in per-thread shards; a wider window counts every
+/// call in its shared buckets.
+pub(crate) const MAX_SHARDED_BUCKETS: u32 = 64;
 
 /// Division and remainder by a divisor fixed at construction, without a hardware divide on
 /// the per-call path (Lemire, Kaser and Kurz, "Faster Remainder by Direct Computation", 2019:
@@ -102,6 +112,13 @@ impl Totals {
         }
     }
 
+    /// Whether the window holds no failure and no slow call (a racing update reads as not
+    /// clean, which only sends a success down the shared path).
+    #[inline]
+    fn is_clean(&self) -> bool {
+        self.failures.load(Ordering::Relaxed) == 0 && self.slow.load(Ordering::Relaxed) == 0
+    }
+
     #[inline]
     fn read(&self) -> WindowCounts {
         let calls = (self.calls.load(Ordering::Relaxed) as i64).max(0) as u64;
@@ -158,6 +175,14 @@ impl CountWindow {
         );
     }
 
+    /// Whether a success may skip the window: it is full of successes, so one more replaces a
+    /// success with a success.
+    #[inline]
+    fn full_of_successes(&self) -> bool {
+        self.totals.calls.load(Ordering::Relaxed) == self.slots.len() as u64
+            && self.totals.is_clean()
+    }
+
     #[cold]
     fn reset(&self) {
         self.next.store(0, Ordering::Relaxed);
@@ -198,6 +223,12 @@ pub(crate) struct TimeWindow {
     head: AtomicU64,
     buckets: Box<[Bucket]>,
     totals: Totals,
+    /// The first epoch whose shard counts belong to the window: the epoch after the last
+    /// reset, so shard counts from before it (in older buckets, or earlier in the reset's own
+    /// epoch) never count. Written by a transition's owner before it settles the state word.
+    shards_from: AtomicU64,
+    /// Whether successes may be counted in shards (at most `MAX_SHARDED_BUCKETS` buckets).
+    sharded: bool,
 }
 
 impl TimeWindow {
@@ -208,7 +239,41 @@ impl TimeWindow {
             head: AtomicU64::new(0),
             buckets: (0..buckets.get()).map(|_| Bucket::default()).collect(),
             totals: Totals::default(),
+            shards_from: AtomicU64::new(0),
+            sharded: buckets.get() <= u64::from(MAX_SHARDED_BUCKETS),
         }
+    }
+
+    /// Counts a success in the calling thread's shard if the window holds no failure and no
+    /// slow call (so the success cannot trip a rate) and the success falls in the window's
+    /// current epochs; `false` when it must take the shared path. A success in an epoch past
+    /// `head` takes the shared path, which moves the window on (once per epoch), so shard
+    /// counts always lie in the epochs the shared window covers.
+    #[inline]
+    fn count_in_shard(&self, shard: Shard<'_>, now: Nanos) -> bool {
+        if !self.sharded || !self.totals.is_clean() {
+            return false;
+        }
+        let epoch = self.width.div(now);
+        let head = self.head.load(Ordering::Relaxed);
+        // Relaxed: the transition that wrote `shards_from` was acquired with the state word.
+        let from = self.shards_from.load(Ordering::Relaxed);
+        if epoch > head || epoch < from || head - epoch >= self.buckets.len() as u64 {
+            return false;
+        }
+        shard.count_in_bucket(self.len.rem(epoch) as usize, epoch)
+    }
+
+    /// The shards' successes in the window's current epochs.
+    fn shard_calls(&self, shards: &Shards) -> u64 {
+        if !self.sharded {
+            return 0;
+        }
+        let head = self.head.load(Ordering::Relaxed);
+        let first = head
+            .saturating_sub(self.buckets.len() as u64 - 1)
+            .max(self.shards_from.load(Ordering::Relaxed));
+        (first..=head).map(|epoch| shards.calls_in(self.len.rem(epoch) as usize, epoch)).sum()
     }
 
     #[inline]
@@ -279,10 +344,12 @@ impl TimeWindow {
     }
 
     #[cold]
-    fn reset(&self) {
+    fn reset(&self, now: Nanos) {
         for bucket in self.buckets.iter() {
             self.drain(bucket);
         }
+        let from = self.width.div(now).saturating_add(1);
+        self.shards_from.store(from, Ordering::Relaxed);
     }
 }
 
@@ -294,9 +361,28 @@ pub(crate) enum Window {
 }
 
 impl Window {
-    /// Adds one call and returns the window's counts including it.
+    /// Takes a success that cannot trip a rate without touching the shared window: `true` if
+    /// it is accounted for (counted in `shard`, or needing no count at all), `false` if it must
+    /// be recorded with [`record`](Self::record).
     #[inline]
-    pub(crate) fn record(&self, failed: bool, slow: bool, now: Nanos) -> WindowCounts {
+    pub(crate) fn take_success(&self, shard: Shard<'_>, now: Nanos) -> bool {
+        match self {
+            Self::Count(w) => w.full_of_successes(),
+            Self::Time(w) => w.count_in_shard(shard, now),
+        }
+    }
+
+    /// Adds one call and returns the window's counts including it. The shards' successes are
+    /// added only when a rate could trip (the window holds a failure or a slow call); without
+    /// one, no count of calls can trip it, and `calls` is the shared window's alone.
+    #[inline]
+    pub(crate) fn record(
+        &self,
+        failed: bool,
+        slow: bool,
+        now: Nanos,
+        shards: &Shards,
+    ) -> WindowCounts {
         match self {
             Self::Count(w) => {
                 w.record(failed, slow);
@@ -304,26 +390,34 @@ impl Window {
             }
             Self::Time(w) => {
                 w.record(failed, slow, now);
-                w.totals.read()
+                let mut counts = w.totals.read();
+                if counts.failures != 0 || counts.slow != 0 {
+                    counts.calls += w.shard_calls(shards);
+                }
+                counts
             }
         }
     }
 
     /// The counts, without recording. A time window's expired buckets still count until the
-    /// next call evicts them.
-    pub(crate) fn counts(&self) -> WindowCounts {
+    /// first call of a newer epoch evicts them.
+    pub(crate) fn counts(&self, shards: &Shards) -> WindowCounts {
         match self {
             Self::Count(w) => w.totals.read(),
-            Self::Time(w) => w.totals.read(),
+            Self::Time(w) => {
+                let mut counts = w.totals.read();
+                counts.calls += w.shard_calls(shards);
+                counts
+            }
         }
     }
 
-    /// Empties the window (on closing, and on a manual reset).
+    /// Empties the window at `now` (on closing, and on a manual reset).
     #[cold]
-    pub(crate) fn reset(&self) {
+    pub(crate) fn reset(&self, now: Nanos) {
         match self {
             Self::Count(w) => w.reset(),
-            Self::Time(w) => w.reset(),
+            Self::Time(w) => w.reset(now),
         }
     }
 }
@@ -359,29 +453,64 @@ mod tests {
 
     #[test]
     fn count_window_keeps_the_last_n_calls() {
+        let shards = Shards::new(0);
         let w = Window::Count(CountWindow::new(NonZeroU64::new(3).unwrap()));
-        assert_eq!(w.record(true, false, 0), counts(1, 1, 0));
-        assert_eq!(w.record(false, true, 0), counts(2, 1, 1));
-        assert_eq!(w.record(true, true, 0), counts(3, 2, 2));
-        assert_eq!(w.record(false, false, 0), counts(3, 1, 2), "first failure left");
-        assert_eq!(w.record(false, false, 0), counts(3, 1, 1));
-        w.reset();
-        assert_eq!(w.counts(), counts(0, 0, 0));
-        assert_eq!(w.record(true, false, 0), counts(1, 1, 0));
+        assert_eq!(w.record(true, false, 0, &shards), counts(1, 1, 0));
+        assert_eq!(w.record(false, true, 0, &shards), counts(2, 1, 1));
+        assert_eq!(w.record(true, true, 0, &shards), counts(3, 2, 2));
+        assert_eq!(w.record(false, false, 0, &shards), counts(3, 1, 2), "first failure left");
+        assert_eq!(w.record(false, false, 0, &shards), counts(3, 1, 1));
+        w.reset(0);
+        assert_eq!(w.counts(&shards), counts(0, 0, 0));
+        assert_eq!(w.record(true, false, 0, &shards), counts(1, 1, 0));
     }
 
     #[test]
     fn time_window_evicts_expired_buckets() {
+        let shards = Shards::new(0);
         let width = NonZeroU64::new(10).unwrap();
         let w = Window::Time(TimeWindow::new(NonZeroU64::new(3).unwrap(), width));
-        assert_eq!(w.record(true, false, 0), counts(1, 1, 0));
-        assert_eq!(w.record(false, false, 15), counts(2, 1, 0));
-        assert_eq!(w.record(true, true, 29), counts(3, 2, 1));
-        assert_eq!(w.record(false, false, 30), counts(3, 1, 1), "epoch 0 left");
-        assert_eq!(w.record(false, false, 45), counts(3, 1, 1), "epoch 1 left");
-        assert_eq!(w.record(false, false, 5), counts(3, 1, 1), "too late: left out");
-        assert_eq!(w.record(false, false, 1_000), counts(1, 0, 0), "a jump empties it");
-        w.reset();
-        assert_eq!(w.counts(), counts(0, 0, 0));
+        assert_eq!(w.record(true, false, 0, &shards), counts(1, 1, 0));
+        assert_eq!(w.record(false, false, 15, &shards), counts(2, 1, 0));
+        assert_eq!(w.record(true, true, 29, &shards), counts(3, 2, 1));
+        assert_eq!(w.record(false, false, 30, &shards), counts(3, 1, 1), "epoch 0 left");
+        assert_eq!(w.record(false, false, 45, &shards), counts(3, 1, 1), "epoch 1 left");
+        assert_eq!(w.record(false, false, 5, &shards), counts(3, 1, 1), "too late: left out");
+        assert_eq!(w.record(false, false, 1_000, &shards), counts(1, 0, 0), "a jump empties it");
+        w.reset(0);
+        assert_eq!(w.counts(&shards), counts(0, 0, 0));
+    }
+
+    #[test]
+    fn successes_skip_the_window_only_while_they_cannot_trip_it() {
+        let count = Window::Count(CountWindow::new(NonZeroU64::new(2).unwrap()));
+        let shards = Shards::new(2);
+        let shard = shards.local().unwrap();
+        assert!(!count.take_success(shard, 0), "an unfilled window must count the call");
+        count.record(false, false, 0, &shards);
+        count.record(false, false, 0, &shards);
+        assert!(count.take_success(shard, 0), "full of successes");
+        count.record(true, false, 0, &shards);
+        assert!(!count.take_success(shard, 0), "a failure in the window");
+
+        let width = NonZeroU64::new(10).unwrap();
+        let time = Window::Time(TimeWindow::new(NonZeroU64::new(2).unwrap(), width));
+        assert!(time.take_success(shard, 5));
+        assert!(!time.take_success(shard, 15), "a new epoch moves the shared window on");
+        assert_eq!(time.record(false, false, 15, &shards), counts(1, 0, 0));
+        assert!(time.take_success(shard, 16));
+        assert!(time.take_success(shard, 3), "an older epoch still in the window");
+        assert_eq!(time.counts(&shards), counts(4, 0, 0));
+        assert_eq!(time.record(true, false, 17, &shards), counts(5, 1, 0), "shards counted");
+        assert!(!time.take_success(shard, 18), "a failure in the window");
+        assert_eq!(time.record(false, false, 30, &shards), counts(1, 0, 0), "epoch 1 left");
+        assert!(time.take_success(shard, 31), "the failure's bucket was evicted");
+        assert_eq!(time.counts(&shards), counts(2, 0, 0));
+        time.reset(31);
+        assert_eq!(time.counts(&shards), counts(0, 0, 0), "shards from before the reset");
+        assert!(!time.take_success(shard, 39), "the reset's own epoch is shared");
+        assert_eq!(time.record(false, false, 40, &shards), counts(1, 0, 0));
+        assert!(time.take_success(shard, 41));
+        assert_eq!(time.counts(&shards), counts(2, 0, 0));
     }
 }

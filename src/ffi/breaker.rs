@@ -130,12 +130,12 @@ pub struct valve_breaker_config {
 pub struct valve_breaker_permit {
     /// The id of the breaker that admitted it (never reused within a process).
     pub breaker_id: u64,
-    /// The state generation it was admitted in.
-    pub generation: u32,
-    /// The `valve_breaker_state` it was admitted in.
-    pub admitted_in: u32,
+    /// The state generation it was admitted in (64 bits: it never repeats in practice).
+    pub generation: u64,
     /// When it was admitted, ns on the breaker's timeline.
     pub start_ns: u64,
+    /// The `valve_breaker_state` it was admitted in.
+    pub admitted_in: u32,
     /// One of `valve_permit_state`.
     pub state: u32,
 }
@@ -696,7 +696,7 @@ mod tests {
     use super::*;
 
     fn empty() -> valve_breaker_permit {
-        valve_breaker_permit { breaker_id: 0, generation: 0, admitted_in: 0, start_ns: 0, state: 0 }
+        valve_breaker_permit { breaker_id: 0, generation: 0, start_ns: 0, admitted_in: 0, state: 0 }
     }
 
     #[test]

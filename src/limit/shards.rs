@@ -13,7 +13,7 @@
 use crossbeam_utils::CachePadded;
 
 use crate::sync::{AtomicU64, Ordering};
-use crate::thread_slot;
+use crate::thread_slot::{self, owned_shards};
 
 /// One thread's counters, on its own cache line.
 #[derive(Debug, Default)]
@@ -103,25 +103,6 @@ impl Shards {
         self.in_use()
             .iter()
             .fold(0u64, |sum, shard| sum.wrapping_add(counter(shard).load(Ordering::Relaxed)))
-    }
-}
-
-/// Shards owned by slots: twice the hardware threads (room for more threads than cores),
-/// within bounds that cap a limiter's footprint at 64 cache-padded shards.
-fn owned_shards() -> usize {
-    #[cfg(valve_loom)]
-    {
-        // One owned shard: in a two-thread model one thread owns a shard and the other takes
-        // the shared path, so both are explored.
-        1
-    }
-    #[cfg(not(valve_loom))]
-    {
-        static OWNED: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        *OWNED.get_or_init(|| {
-            let threads = std::thread::available_parallelism().map_or(4, usize::from);
-            (threads * 2).clamp(4, 64)
-        })
     }
 }
 

@@ -212,3 +212,40 @@ fn count_window_overwrites_balance() {
     let window = SlidingWindow::Count { calls: 2 };
     window_balances(window, [[(0, Failure), (0, Success)], [(0, Failure), (0, Failure)]], &[1, 1]);
 }
+
+/// A success counted in its thread's shard moves the shard's bucket to a newer epoch while a
+/// failure on the shared path reads the window. The failure's rate check sees that bucket's
+/// count of its own epoch (0 or 1 here, so at most 3 calls), never the older epoch's 2, which
+/// would reach the minimum of 4 calls and trip; once both are done every call is counted
+/// exactly once.
+#[test]
+fn shard_bucket_reuse_never_leaks_an_older_epoch() {
+    loom::model(|| {
+        let draws = Arc::new(AtomicUsize::new(0));
+        let listened = Arc::new(AtomicUsize::new(0));
+        let config = BreakerConfig {
+            consecutive_failures: None,
+            failure_rate: Some(0.25),
+            window: SlidingWindow::Time { buckets: 2, bucket: Duration::from_nanos(10) },
+            minimum_calls: 4,
+            ..config(1, 1)
+        };
+        let b = Arc::new(breaker(config, &draws, &listened));
+        // This thread takes the one shard the model has: two successes fill its bucket for
+        // epoch 0, which epoch 2 reuses; the first success in epoch 2 takes the shared path and
+        // moves the window there.
+        for now in [5, 5, 25] {
+            b.try_acquire_at(now).unwrap().success_at(now);
+        }
+        let failing = {
+            let b = Arc::clone(&b);
+            thread::spawn(move || b.try_acquire_at(25).unwrap().failure_at(25))
+        };
+        b.try_acquire_at(25).unwrap().success_at(25);
+        failing.join().unwrap();
+        let snap = b.snapshot();
+        assert_eq!(snap.to_open, 0, "a count of epoch 0 was read as epoch 2's");
+        assert_eq!((snap.successes, snap.failures), (4, 1));
+        assert_eq!((snap.window_calls, snap.window_failures), (3, 1));
+    });
+}
