@@ -27,6 +27,7 @@ use valve::{
     Aimd, AimdConfig, EnvoyGradient, EnvoyGradientConfig, Fixed, Gradient2, LimitAlgorithm,
     Limiter, Vegas, WindowConfig, WindowSample,
 };
+use valve_bench::estimate;
 
 const LIMIT: u32 = 1000;
 
@@ -285,16 +286,6 @@ fn contended(c: &mut Criterion, threads: usize) {
     let cl = Arc::new(congestion_limiter());
     add("congestion_limiter_aimd", Arc::new(move |_| cl_acquire_release(&cl)));
     g.finish();
-}
-
-/// Criterion's point estimate (mean, ns) for `group/name`, from its output folder.
-fn estimate(group: &str, name: &str) -> Option<f64> {
-    let dir = std::env::var("CARGO_TARGET_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into());
-    let path = format!("{dir}/criterion/{group}/{name}/new/estimates.json");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-    json["mean"]["point_estimate"].as_f64()
 }
 
 fn report_ratios(thread_counts: &[usize]) {

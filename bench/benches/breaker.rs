@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
 use valve::{Breaker, BreakerConfig, BreakerOutcome};
+use valve_bench::estimate;
 
 type Call = Box<dyn Fn() + Send + Sync>;
 
@@ -147,16 +148,6 @@ fn own_clock(c: &mut Criterion) {
         b.iter(|| black_box(black_box(&recloser).call(|| Ok::<u32, ()>(black_box(1)))).ok())
     });
     group.finish();
-}
-
-/// Criterion's point estimate (mean, ns) for `group/name`, from its output folder.
-fn estimate(group: &str, name: &str) -> Option<f64> {
-    let dir = std::env::var("CARGO_TARGET_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into());
-    let path = format!("{dir}/criterion/{group}/{name}/new/estimates.json");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-    json["mean"]["point_estimate"].as_f64()
 }
 
 fn report_ratios() {
